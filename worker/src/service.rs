@@ -1,0 +1,342 @@
+//! The async shell around [`WorkerCore`]: one `select!` loop that moves
+//! bytes between the scheduler link, the peer socket, the fetch requests
+//! and the task threads, reads the clock, and calls the core. It decides
+//! nothing itself.
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use reprise_proto::{Key, PeerReply, RequestId};
+use tokio::sync::{mpsc, watch};
+use tokio::task::{JoinHandle, JoinSet};
+use tokio::time::Instant;
+
+use crate::builder::Settings;
+use crate::core::{Effect, StopReason, WorkerCore};
+use crate::executor::{Executor, JobDone};
+use crate::link::{self, Connected, Link, LinkEvent};
+use crate::peer_client::PeerClient;
+use crate::peer_server::{self, PeerIn, PeerOut, PeerServer};
+use crate::registry::Registry;
+use crate::worker::Status;
+use crate::{Error, Result};
+
+/// Link events waiting for the loop (the receive task waits when it is full,
+/// which pushes back on the scheduler's socket).
+const LINK_EVENTS_MAX: usize = 64;
+/// Inputs of one kind handled before the loop looks at the others again.
+const DRAIN_MAX: usize = 1024;
+/// How long a stopping worker waits for its last reports to leave.
+const STOP_FLUSH_GRACE: Duration = Duration::from_secs(1);
+
+/// The result of one fetch request.
+struct FetchDone {
+    address: String,
+    keys: Vec<Key>,
+    result: Result<Vec<(Key, Option<bytes::Bytes>)>, String>,
+}
+
+/// The loop's state besides the core.
+struct Shell {
+    settings: Settings,
+    origin: Instant,
+    core: WorkerCore,
+    executor: Executor,
+    done_rx: mpsc::UnboundedReceiver<JobDone>,
+    link: Option<Link>,
+    generation: u64,
+    connecting: Option<JoinHandle<Result<Connected, String>>>,
+    link_tx: mpsc::Sender<LinkEvent>,
+    link_rx: mpsc::Receiver<LinkEvent>,
+    peers: Arc<PeerClient>,
+    fetches: JoinSet<FetchDone>,
+    /// What each fetch task asked, to fail it if the task itself fails.
+    fetch_asks: HashMap<tokio::task::Id, (String, Vec<Key>)>,
+    peer_server: PeerServer,
+    status: watch::Sender<Status>,
+}
+
+/// Run a worker until the scheduler shuts it down, `shutdown` resolves
+/// (graceful: `Goodbye`), or it fails.
+pub(crate) async fn serve(
+    settings: Settings,
+    registry: Arc<Registry>,
+    status: watch::Sender<Status>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<()> {
+    // Tasks owned by this future: dropping it (a kill) aborts them and drops their sockets.
+    let mut background = JoinSet::new();
+    let peer_server = match peer_server::bind(&settings.listen, &mut background).await {
+        Ok(server) => server,
+        Err(e) => {
+            status.send_modify(|s| s.ended = Some(e.to_string()));
+            return Err(e);
+        }
+    };
+    status.send_modify(|s| s.address = Some(peer_server.address.clone()));
+    tracing::info!(name = %settings.name, address = %peer_server.address, "worker listening for peers");
+
+    let origin = Instant::now();
+    let config = settings.core_config(&peer_server.address, registry.names());
+    let (done_tx, done_rx) = mpsc::unbounded_channel();
+    let executor = match Executor::start(settings.nthreads, registry, done_tx) {
+        Ok(executor) => executor,
+        Err(e) => {
+            status.send_modify(|s| s.ended = Some(e.to_string()));
+            return Err(e);
+        }
+    };
+    let (link_tx, link_rx) = mpsc::channel(LINK_EVENTS_MAX);
+    let mut shell = Shell {
+        core: WorkerCore::new(config, Duration::ZERO),
+        settings,
+        origin,
+        executor,
+        done_rx,
+        link: None,
+        generation: 0,
+        connecting: None,
+        link_tx,
+        link_rx,
+        peers: Arc::new(PeerClient::default()),
+        fetches: JoinSet::new(),
+        fetch_asks: HashMap::new(),
+        peer_server,
+        status,
+    };
+    let result = shell.run(shutdown).await;
+    if let Some(connecting) = shell.connecting.take() {
+        connecting.abort();
+    }
+    let ended = match &result {
+        Ok(()) => "the worker shut down".to_owned(),
+        Err(e) => e.to_string(),
+    };
+    shell.status.send_modify(|s| {
+        s.registered = false;
+        s.ended = Some(ended);
+    });
+    result
+}
+
+impl Shell {
+    fn now(&self) -> Duration {
+        self.origin.elapsed()
+    }
+
+    async fn run(&mut self, shutdown: impl Future<Output = ()> + Send) -> Result<()> {
+        tokio::pin!(shutdown);
+        let mut shutdown_asked = false;
+        loop {
+            if let Some(reason) = self.apply_effects() {
+                return self.stop(reason).await;
+            }
+            self.flush_fast();
+            self.publish_registered();
+            // Never sooner than a millisecond from now, so that a deadline the
+            // core cannot act on yet cannot spin the loop.
+            let soonest = Instant::now() + Duration::from_millis(1);
+            let deadline = self.core.next_deadline().map(|d| (self.origin + d).max(soonest));
+            let outgoing = self.link.as_ref().filter(|_| self.core.has_messages()).map(|l| l.outgoing.clone());
+            tokio::select! {
+                () = &mut shutdown, if !shutdown_asked => {
+                    shutdown_asked = true;
+                    self.core.handle_shutdown_request();
+                }
+                Some(done) = self.done_rx.recv() => self.on_done(done),
+                Some(event) = self.link_rx.recv() => self.on_link_event(event),
+                connected = wait_opt(self.connecting.as_mut()) => {
+                    self.connecting = None;
+                    self.on_connected(connected)?;
+                }
+                Some(input) = self.peer_server.incoming.recv() => self.on_peer_input(input),
+                Some(joined) = self.fetches.join_next_with_id(), if !self.fetches.is_empty() => self.on_fetch_joined(joined),
+                Ok(permit) = reserve_opt(outgoing) => {
+                    permit.send(self.core.poll_messages());
+                }
+                () = sleep_opt(deadline) => {
+                    let now = self.now();
+                    self.core.handle_tick(now);
+                }
+            }
+        }
+    }
+
+    /// Tell the handle whether the scheduler has welcomed the current session.
+    fn publish_registered(&self) {
+        let registered = self.core.is_registered();
+        self.status.send_if_modified(|s| std::mem::replace(&mut s.registered, registered) != registered);
+    }
+
+    /// Carry out the core's effects; `Some` when it says stop.
+    fn apply_effects(&mut self) -> Option<StopReason> {
+        while let Some(effect) = self.core.poll_effect() {
+            match effect {
+                Effect::Connect => self.reconnect(),
+                Effect::Execute(job) => self.executor.submit(job),
+                Effect::Fetch { address, keys } => self.fetch(address, keys),
+                Effect::Stop(reason) => return Some(reason),
+            }
+        }
+        None
+    }
+
+    /// Send the core's reports at once if the link has room; otherwise the
+    /// loop waits for room (and the reports keep batching in the core).
+    fn flush_fast(&mut self) {
+        let Some(link) = &self.link else { return };
+        if !self.core.has_messages() {
+            return;
+        }
+        if let Ok(permit) = link.outgoing.try_reserve() {
+            permit.send(self.core.poll_messages());
+        }
+    }
+
+    fn reconnect(&mut self) {
+        if let Some(old) = self.link.take() {
+            tracing::info!(scheduler = %self.settings.scheduler, "lost the scheduler; reconnecting with a fresh socket");
+            drop(old);
+        }
+        if let Some(connecting) = self.connecting.take() {
+            connecting.abort();
+        }
+        self.generation += 1;
+        let address = self.settings.scheduler.clone();
+        let identity = format!("w:{}", self.settings.name);
+        self.connecting = Some(tokio::spawn(link::connect(address, identity)));
+    }
+
+    fn on_connected(&mut self, connected: std::result::Result<Result<Connected, String>, tokio::task::JoinError>) -> Result<()> {
+        let connected = match connected {
+            Ok(Ok(connected)) => connected,
+            Ok(Err(message)) => return Err(Error::Config(message)),
+            Err(e) => return Err(Error::Stopped(format!("the connecting task failed: {e}"))),
+        };
+        self.link = Some(Link::start(connected, self.generation, self.link_tx.clone()));
+        let now = self.now();
+        self.core.handle_connected(now);
+        tracing::debug!(scheduler = %self.settings.scheduler, "connected; registering");
+        Ok(())
+    }
+
+    fn on_link_event(&mut self, event: LinkEvent) {
+        let mut next = Some(event);
+        let mut n = 0;
+        while let Some(event) = next.take() {
+            let now = self.now();
+            match event {
+                LinkEvent::Messages { generation, msgs } if generation == self.generation => {
+                    for msg in msgs {
+                        self.core.handle_message(msg, now);
+                    }
+                }
+                LinkEvent::Lost { generation } if generation == self.generation => self.core.handle_disconnected(now),
+                _ => {} // from a link already replaced
+            }
+            n += 1;
+            if n < DRAIN_MAX {
+                next = self.link_rx.try_recv().ok();
+            }
+        }
+    }
+
+    fn on_done(&mut self, done: JobDone) {
+        let mut next = Some(done);
+        let mut n = 0;
+        while let Some(done) = next.take() {
+            self.core.handle_task_done(done.key, done.attempt, done.outcome);
+            n += 1;
+            if n < DRAIN_MAX {
+                next = self.done_rx.try_recv().ok();
+            }
+        }
+    }
+
+    fn on_peer_input(&mut self, input: PeerIn) {
+        let out = match input {
+            PeerIn::Requests { identity, requests } => {
+                let replies = requests.into_iter().map(|r| self.core.handle_peer_request(r)).collect();
+                PeerOut { identity, replies }
+            }
+            PeerIn::Malformed { identity, message } => {
+                tracing::debug!("malformed peer request: {message}");
+                PeerOut { identity, replies: vec![PeerReply::Error { req: RequestId(0), message }] }
+            }
+        };
+        if self.peer_server.outgoing.try_send(out).is_err() {
+            tracing::warn!("peer replies are backing up; one reply was dropped");
+        }
+    }
+
+    fn fetch(&mut self, address: String, keys: Vec<Key>) {
+        let peers = Arc::clone(&self.peers);
+        let (ask_address, ask_keys) = (address.clone(), keys.clone());
+        let handle = self.fetches.spawn(async move {
+            let result = peers.get(&address, &keys).await;
+            FetchDone { address, keys, result }
+        });
+        self.fetch_asks.insert(handle.id(), (ask_address, ask_keys));
+    }
+
+    fn on_fetch_joined(&mut self, joined: std::result::Result<(tokio::task::Id, FetchDone), tokio::task::JoinError>) {
+        let now = self.now();
+        let (address, keys, result) = match joined {
+            Ok((id, done)) => {
+                self.fetch_asks.remove(&id);
+                (done.address, done.keys, done.result)
+            }
+            Err(e) => {
+                let Some((address, keys)) = self.fetch_asks.remove(&e.id()) else { return };
+                (address, keys, Err(format!("the fetch task failed: {e}")))
+            }
+        };
+        match result {
+            Ok(items) => self.core.handle_fetched(&address, items, now),
+            Err(message) => {
+                tracing::debug!(peer = %address, "fetch failed: {message}");
+                self.core.handle_fetch_failed(&address, &keys, now);
+            }
+        }
+    }
+
+    async fn stop(&mut self, reason: StopReason) -> Result<()> {
+        let last = self.core.poll_messages();
+        if let Some(link) = self.link.take() {
+            link.close(last, STOP_FLUSH_GRACE).await;
+        }
+        match reason {
+            StopReason::Shutdown => {
+                tracing::info!(name = %self.settings.name, "worker shut down");
+                Ok(())
+            }
+            StopReason::Refused(reason) => Err(Error::Refused(reason)),
+            StopReason::ConnectionLost => Err(Error::ConnectionLost {
+                address: self.settings.scheduler.clone(),
+                timeout: self.settings.reconnect_timeout,
+            }),
+        }
+    }
+}
+
+async fn wait_opt<T>(handle: Option<&mut JoinHandle<T>>) -> std::result::Result<T, tokio::task::JoinError> {
+    match handle {
+        Some(handle) => handle.await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn reserve_opt<T>(sender: Option<mpsc::Sender<T>>) -> std::result::Result<mpsc::OwnedPermit<T>, ()> {
+    match sender {
+        Some(sender) => sender.reserve_owned().await.map_err(|_| ()),
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
