@@ -8,3 +8,6 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod core;
+
+/// The tokio + ZeroMQ + sled shell around [`core`].
+pub mod service;

@@ -1,0 +1,51 @@
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use reprise_scheduler::service::{self, SchedulerConfig};
+
+use super::DurabilityArg;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Address to bind (port 0 picks a free one). Expose it only on a trusted network.
+    #[arg(long, default_value = "tcp://127.0.0.1:8786")]
+    listen: String,
+    /// Directory of the event log; reused on restart.
+    #[arg(long, default_value = "reprise-data")]
+    data_dir: PathBuf,
+    /// File holding the shared token clients and workers must present (else $REPRISE_AUTH_TOKEN).
+    #[arg(long)]
+    auth_token_file: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "power")]
+    durability: DurabilityArg,
+    /// Seconds of silence after which a client or worker is considered gone.
+    #[arg(long, default_value_t = 10.0)]
+    heartbeat_timeout: f64,
+    /// Take a snapshot (and drop the events it covers) every this many events.
+    #[arg(long, default_value_t = 100_000)]
+    snapshot_every: u64,
+}
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let mut config = SchedulerConfig::new(args.listen.clone(), args.data_dir.clone());
+    config.log.durability = args.durability.into();
+    config.core.auth_token = super::read_token(&args.auth_token_file)?;
+    config.core.heartbeat_timeout_ms = Duration::from_secs_f64(args.heartbeat_timeout).as_millis() as u64;
+    config.snapshot_every_events = args.snapshot_every.max(1);
+    let mut handle = service::start(config)
+        .await
+        .with_context(|| format!("starting the scheduler on {} with data dir {}", args.listen, args.data_dir.display()))?;
+    println!("reprise scheduler (data dir {}) listening on {}", args.data_dir.display(), handle.address());
+    tokio::select! {
+        _ = super::shutdown_signal() => {
+            println!("stopping");
+            handle.stop().await?;
+        }
+        _ = handle.stopped() => {
+            handle.stop().await?;
+            anyhow::bail!("the scheduler stopped on its own (see the log above)");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,170 @@
+//! The scheduler service: the thin tokio + ZeroMQ + sled shell around the
+//! sans-IO [`crate::core`].
+//!
+//! Three parts, joined by bounded channels:
+//! - a receive task reads frames from the ROUTER socket, learns the sender
+//!   from its identity, decodes, and feeds the core thread ([`net`]);
+//! - the core thread drains what is ready, lets the core decide, appends the
+//!   batch's events to the log, flushes once (group commit), and only then
+//!   hands the batch's effects to the send task ([`commit`]);
+//! - a send task writes each peer's frame to the ROUTER socket.
+//!
+//! The core thread is a plain OS thread because the log's flush blocks: it
+//! must not stall a tokio worker, and a caller's runtime may be single-threaded.
+mod commit;
+mod metrics;
+mod net;
+mod recover;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use reprise_log::LogOptions;
+
+pub use metrics::Metrics;
+pub use recover::{recover_state, Recovered};
+
+use crate::core;
+
+/// Everything `reprise scheduler` and `LocalCluster` configure.
+#[derive(Clone, Debug)]
+pub struct SchedulerConfig {
+    /// The ROUTER socket's bind address, e.g. `tcp://127.0.0.1:8786` (port 0 picks a free one).
+    pub listen: String,
+    /// Where the event log lives.
+    pub data_dir: PathBuf,
+    pub log: LogOptions,
+    pub core: core::Config,
+    /// Take a snapshot and drop the events it covers after this many events.
+    pub snapshot_every_events: u64,
+}
+
+impl SchedulerConfig {
+    pub fn new(listen: impl Into<String>, data_dir: impl Into<PathBuf>) -> Self {
+        SchedulerConfig {
+            listen: listen.into(),
+            data_dir: data_dir.into(),
+            log: LogOptions::default(),
+            core: core::Config::default(),
+            snapshot_every_events: 100_000,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error(transparent)]
+    Log(#[from] reprise_log::LogError),
+    #[error("cannot bind the scheduler socket to {address}: {reason} (is another scheduler running there? choose another --listen address)")]
+    Bind { address: String, reason: String },
+    #[error("the log's snapshot at seq {seq} does not decode: {reason}")]
+    Snapshot { seq: u64, reason: String },
+    #[error("the scheduler's core thread stopped: {0}")]
+    CoreThread(String),
+}
+
+/// A running scheduler service.
+pub struct SchedulerHandle {
+    address: String,
+    metrics: Arc<Metrics>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    core_thread: Option<std::thread::JoinHandle<Result<(), ServiceError>>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    done: tokio::sync::watch::Receiver<bool>,
+}
+
+/// Recover the state from `config.data_dir`'s log, bind the socket and start serving.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use reprise_scheduler::service::{start, SchedulerConfig};
+/// let handle = start(SchedulerConfig::new("tcp://127.0.0.1:0", "/tmp/reprise-data")).await?;
+/// println!("serving on {}", handle.address());
+/// handle.stop().await?;
+/// # Ok(()) }
+/// ```
+pub async fn start(config: SchedulerConfig) -> Result<SchedulerHandle, ServiceError> {
+    let metrics = Arc::new(Metrics::default());
+    let dir = config.data_dir.clone();
+    let log_options = config.log.clone();
+    let opened = tokio::task::spawn_blocking(move || recover::open_and_recover(&dir, log_options))
+        .await
+        .map_err(|e| ServiceError::CoreThread(e.to_string()))??;
+    let (socket, address) = net::bind(&config.listen).await?;
+    let (inbound_tx, inbound_rx) = tokio::sync::mpsc::channel(net::INBOUND_FRAMES_MAX);
+    let (outbound_tx, outbound_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (send_half, recv_half) = socket.split();
+    let tasks = vec![
+        tokio::spawn(net::receive_loop(recv_half, inbound_tx, outbound_tx.clone(), metrics.clone())),
+        tokio::spawn(net::send_loop(send_half, outbound_rx, metrics.clone())),
+    ];
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
+    let (done_tx, done_rx) = tokio::sync::watch::channel(false);
+    let runtime = tokio::runtime::Handle::current();
+    let core_metrics = metrics.clone();
+    let core_thread = std::thread::Builder::new()
+        .name("reprise-core".into())
+        .spawn(move || {
+            let result = commit::run(commit::CoreLoop {
+                runtime,
+                opened,
+                config,
+                inbound: inbound_rx,
+                outbound: outbound_tx,
+                stop: stop_rx,
+                metrics: core_metrics,
+            });
+            if let Err(e) = &result {
+                tracing::error!("scheduler core stopped: {e}");
+            }
+            let _ = done_tx.send(true);
+            result
+        })
+        .map_err(|e| ServiceError::CoreThread(e.to_string()))?;
+    Ok(SchedulerHandle { address, metrics, stop: Some(stop_tx), core_thread: Some(core_thread), tasks, done: done_rx })
+}
+
+impl SchedulerHandle {
+    /// The address clients and workers connect to (the real port when 0 was asked for).
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Resolves when the service stopped on its own (a fatal log error, or a shutdown request).
+    pub async fn stopped(&mut self) {
+        let _ = self.done.wait_for(|d| *d).await;
+    }
+
+    /// Stop serving: finish the batch in hand, close the log, drop the socket.
+    pub async fn stop(mut self) -> Result<(), ServiceError> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let result = match self.core_thread.take() {
+            Some(thread) => tokio::task::spawn_blocking(move || thread.join())
+                .await
+                .map_err(|e| ServiceError::CoreThread(e.to_string()))?
+                .map_err(|_| ServiceError::CoreThread("the core thread panicked".into()))?,
+            None => Ok(()),
+        };
+        for task in self.tasks.drain(..) {
+            task.abort();
+        }
+        result
+    }
+}
+
+impl Drop for SchedulerHandle {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        for task in self.tasks.drain(..) {
+            task.abort();
+        }
+    }
+}
