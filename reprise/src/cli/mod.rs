@@ -1,6 +1,7 @@
 //! Command-line parsing and one module per subcommand.
 mod demo;
 mod local;
+mod log;
 mod scheduler;
 mod status;
 mod worker;
@@ -28,6 +29,9 @@ enum Command {
     Demo(demo::Args),
     /// Show a running scheduler's workers and tasks.
     Status(status::Args),
+    /// Read a scheduler's log while the scheduler is stopped.
+    #[command(subcommand)]
+    Log(log::Command),
 }
 
 /// How durable each commit batch is.
@@ -55,6 +59,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Local(args) => local::run(args).await,
         Command::Demo(args) => demo::run(args).await,
         Command::Status(args) => status::run(args).await,
+        Command::Log(command) => log::run(command).await,
     }
 }
 

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use reprise_log::{LogStore, SledLog};
-use reprise_proto::{encode_frame, Event, ToClient, ToWorker};
+use reprise_proto::{encode_frame, Event, KeyState, KeyUpdate, ToClient, ToWorker};
 
 use super::net::{client_identity, worker_identity, Outbound};
 use super::recover::Recovered;
@@ -67,6 +67,11 @@ pub(super) fn run(mut lp: CoreLoop) -> Result<(), ServiceError> {
             events.extend(decision.events);
             effects.extend(decision.effects);
         }
+        let (early, late) = split_early(effects);
+        if !early.is_empty() && lp.outbound.send(frames_for(early)).is_err() {
+            return Ok(());
+        }
+        let effects = late;
         if !events.is_empty() {
             commit(&mut log, &events, &lp.metrics)?;
             scheduler.set_last_seq(log.durable_seq().0);
@@ -76,7 +81,7 @@ pub(super) fn run(mut lp: CoreLoop) -> Result<(), ServiceError> {
                 events_since_snapshot = 0;
             }
         }
-        // Effects leave only now that the events that justify them are durable.
+        // The rest leave only now that the events that justify them are durable.
         if !effects.is_empty() && lp.outbound.send(frames_for(effects)).is_err() {
             return Ok(()); // the send task is gone: the service is stopping
         }
@@ -125,6 +130,26 @@ fn snapshot(log: &mut SledLog, scheduler: &Scheduler, metrics: &Metrics) -> Resu
     Metrics::add(&metrics.snapshots, 1);
     tracing::info!("snapshot at seq {seq}: {} bytes", bytes.len());
     Ok(())
+}
+
+/// Split effects into those that may leave before the batch is durable and
+/// those that must wait for the flush.
+///
+/// Early: a task assignment (fenced by its attempt number: if a crash loses
+/// the assignment, the worker's report of an unknown attempt is ignored or
+/// cancelled on re-registration) and a finished result sent to a client (a
+/// replay that has not seen the finish hears it again from the worker). Both
+/// are safe to repeat, and sending them early overlaps the worker's and the
+/// client's work with the flush. Everything that reveals a decision recovery
+/// must honour (acks, grants, cancels, frees, errors) waits.
+fn split_early(effects: Vec<Effect>) -> (Vec<Effect>, Vec<Effect>) {
+    effects.into_iter().partition(|effect| {
+        matches!(
+            effect,
+            Effect::ToWorker { msg: ToWorker::Compute(_), .. }
+                | Effect::ToClient { msg: ToClient::Update(KeyUpdate { state: KeyState::Finished { .. }, .. }), .. }
+        )
+    })
 }
 
 /// One frame per peer, messages in the order the core emitted them.
