@@ -62,7 +62,7 @@ impl Default for ZmqCodec {
 }
 
 /// Reprise patch: the largest frame this codec accepts.
-pub const MAX_FRAME_BYTES: usize = 1 << 30;
+pub const MAX_FRAME_BYTES: usize = 257 << 20;
 
 impl Decoder for ZmqCodec {
     type Error = CodecError;
@@ -130,7 +130,7 @@ impl Decoder for ZmqCodec {
                     // memory for them, so a peer cannot abort the process by claiming
                     // a huge frame (zmq.rs has no max-message-size option).
                     if frame_len > MAX_FRAME_BYTES {
-                        return Err(CodecError::Decode("Frame length exceeds the 1 GiB limit"));
+                        return Err(CodecError::Decode("Frame length exceeds the 257 MiB limit"));
                     }
                     self.state = DecoderState::Frame(frame);
                     self.waiting_for = frame_len;
