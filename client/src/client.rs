@@ -388,6 +388,11 @@ impl Client {
         &self.inner.shared
     }
 
+    /// A handle on `key`, for which the session already counted one reference.
+    pub(crate) fn adopt_counted<T>(&self, key: Key) -> Future<T> {
+        Future::from_counted(self.inner.clone(), key)
+    }
+
     pub(crate) fn client_id(&self) -> &ClientId {
         &self.shared().config.client
     }

@@ -15,6 +15,10 @@ use crate::socket::{connect_dealer, spawn_reader, Dealer};
 
 /// How long one connection attempt may take before the next one starts.
 const CONNECT_ATTEMPT: Duration = Duration::from_secs(2);
+/// After the goodbye, how long the line must stay quiet before closing…
+const LINGER_QUIET: Duration = Duration::from_millis(30);
+/// …and the longest the close waits for that.
+const LINGER_MAX: Duration = Duration::from_millis(500);
 /// The pause between failed connection attempts.
 const RETRY_PAUSE: Duration = Duration::from_millis(100);
 
@@ -92,6 +96,7 @@ async fn serve(shared: &Shared, dealer: Dealer) -> LinkEnd {
             return LinkEnd::Lost { welcomed };
         }
         if shared.session_closed() {
+            linger(&mut frames).await;
             return LinkEnd::Closed;
         }
         let deadline = shared.poll_timeout().unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
@@ -110,6 +115,21 @@ async fn serve(shared: &Shared, dealer: Dealer) -> LinkEnd {
                 events = shared.link_call(|s, now| s.handle_timeout(now));
             }
             _ = term.changed() => {}
+        }
+    }
+}
+
+/// After the goodbye: read (and drop) what still arrives until the line is
+/// quiet, so that the socket closes with nothing unread. Closing a TCP
+/// socket with unread data makes the kernel reset the connection, which
+/// can discard the goodbye (and a last release) before the scheduler reads
+/// them; the scheduler would then only notice at its heartbeat timeout.
+async fn linger(frames: &mut tokio::sync::mpsc::Receiver<bytes::Bytes>) {
+    let until = Instant::now() + LINGER_MAX;
+    while Instant::now() < until {
+        match tokio::time::timeout(LINGER_QUIET, frames.recv()).await {
+            Ok(Some(_)) => continue,        // something arrived: wait for quiet again
+            Ok(None) | Err(_) => return,    // the reader ended, or the line is quiet
         }
     }
 }

@@ -30,9 +30,16 @@ pub enum Error {
     /// A value did not (de)serialize as asked.
     #[error("cannot (de)serialize: {0}")]
     Codec(String),
-    /// The client (or the object asked) is closed.
-    #[error("the client is closed")]
+    /// The client, or the object asked (a closed semaphore), is closed.
+    #[error("closed: the client, or the semaphore asked, is closed")]
     Closed,
+    /// The scheduler refused a request as it stands (a bad primitive name,
+    /// a semaphore asked with another `max_leases`, a dataset name in use, …).
+    #[error("invalid request: {0}")]
+    Invalid(String),
+    /// What was asked for does not exist (an unpublished dataset).
+    #[error("not found: {0}")]
+    NotFound(String),
     /// The key's data was lost with its workers and will not be recomputed.
     #[error("the data of {key} was lost (every worker holding it left) and cannot be recomputed")]
     Lost { key: String },

@@ -17,7 +17,9 @@
 //! connection task here, and by the simulator); `connection` runs it over
 //! ZeroMQ; `peer` and `fetch` move data to and from workers; `client`,
 //! `task` and `future` are the public handles; `wait` and `as_completed`
-//! the free functions; [`keys`] makes task keys.
+//! the free functions; `primitives` the coordination primitives
+//! ([`Variable`], [`Queue`], [`Lock`], [`Event`], [`Semaphore`], datasets);
+//! [`keys`] makes task keys.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod as_completed;
@@ -28,6 +30,7 @@ mod fetch;
 mod future;
 pub mod keys;
 mod peer;
+mod primitives;
 pub mod session;
 mod shared;
 mod socket;
@@ -39,6 +42,7 @@ pub use as_completed::{as_completed, AsCompleted, Batches, WithResults};
 pub use client::{Client, ClientBuilder, ARGS_BYTES_MAX, AUTH_TOKEN_ENV, DEFAULT_ADDRESS, DEFAULT_RECONNECT_TIMEOUT, DEFAULT_TIMEOUT};
 pub use error::{Error, Result};
 pub use future::Future;
+pub use primitives::{Event, Lock, LockGuard, Queue, Semaphore, SemaphoreGuard, Variable};
 pub use reprise_proto::{SchedulerInfo, TaskError, TaskErrorKind, WorkerId, WorkerInfo};
 pub use status::{FutureStatus, KeyStatus};
 pub use task::TaskBuilder;

@@ -9,7 +9,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use reprise_proto::{ClientId, InfoReply, InfoRequest, Key, RequestId};
+use reprise_proto::{ClientId, InfoReply, InfoRequest, Key, PrimitiveOp, PrimitiveResult, ReplyValue, RequestId};
 use tokio::sync::{oneshot, watch, Notify};
 
 use crate::error::{Error, Result};
@@ -55,6 +55,7 @@ struct Core {
     session: Session,
     watches: BTreeMap<Key, KeyWatch>,
     infos: BTreeMap<RequestId, oneshot::Sender<InfoReply>>,
+    prims: BTreeMap<RequestId, oneshot::Sender<PrimitiveResult>>,
     acks: BTreeMap<Key, Vec<oneshot::Sender<()>>>,
     welcome: Option<oneshot::Sender<Result<()>>>,
 }
@@ -93,6 +94,7 @@ impl Shared {
                 session,
                 watches: BTreeMap::new(),
                 infos: BTreeMap::new(),
+                prims: BTreeMap::new(),
                 acks: BTreeMap::new(),
                 welcome: Some(welcome),
             }),
@@ -145,11 +147,15 @@ impl Shared {
     }
 
     fn call<R>(&self, f: impl FnOnce(&mut Session, u64) -> R) -> (R, Vec<LinkEvent>) {
+        self.call_core(|core, now_ms| f(&mut core.session, now_ms))
+    }
+
+    fn call_core<R>(&self, f: impl FnOnce(&mut Core, u64) -> R) -> (R, Vec<LinkEvent>) {
         let now_ms = self.now_ms();
         let (r, after) = {
             let mut core = self.lock();
-            let r = f(&mut core.session, now_ms);
-            let after = core.dispatch();
+            let r = f(&mut core, now_ms);
+            let after = core.dispatch(now_ms);
             (r, after)
         };
         drop(after.forgotten);
@@ -230,6 +236,83 @@ impl Shared {
         }
     }
 
+    /// Ask a primitive and wait for the answer: for ever when `bound` is
+    /// `None`, else at most `bound` (then `Error::Timeout`). If the caller
+    /// stops waiting (a timeout, or its future is dropped), the request is
+    /// abandoned: the scheduler drops its wait or gives back its lease.
+    /// Futures in the answer hold one counted reference each, which the
+    /// caller must turn into `Future` handles at once.
+    /// With `abandon` false (a release), a caller that stops waiting only
+    /// stops listening: the request is still resent until answered.
+    pub async fn primitive(&self, op: PrimitiveOp, bound: Option<Duration>, abandon: bool) -> Result<PrimitiveResult> {
+        self.primitive_with_id(op, bound, abandon).await.map(|(_, result)| result)
+    }
+
+    /// [`Shared::primitive`], also returning the request's id (which names
+    /// the lease an acquire takes).
+    pub async fn primitive_with_id(
+        &self,
+        op: PrimitiveOp,
+        bound: Option<Duration>,
+        abandon: bool,
+    ) -> Result<(RequestId, PrimitiveResult)> {
+        if let Some(e) = self.terminal() {
+            return Err(e);
+        }
+        let (tx, rx) = oneshot::channel();
+        // Asked and registered under one lock, so the answer cannot come first.
+        let req = {
+            let mut core = self.lock();
+            let req = core.session.primitive(op);
+            core.prims.insert(req, tx);
+            req
+        };
+        self.wake_io.notify_one();
+        let mut pending = Pending { shared: self, req, rx: Some(rx), abandon };
+        let mut term = self.terminal_rx();
+        let out_of_time = async {
+            match bound {
+                Some(d) => tokio::time::sleep(d).await,
+                None => std::future::pending::<()>().await,
+            }
+        };
+        let Some(rx) = pending.rx.as_mut() else { return Err(Error::Closed) };
+        tokio::select! {
+            answer = rx => match answer {
+                Ok(result) => {
+                    pending.rx = None;
+                    Ok((req, result))
+                }
+                Err(_) => Err(self.terminal().unwrap_or(Error::Closed)),
+            },
+            _ = term.wait_for(Option::is_some) => Err(self.terminal().unwrap_or(Error::Closed)),
+            _ = out_of_time => Err(Error::Timeout),
+        }
+    }
+
+    /// Send a primitive request whose answer nobody waits for (a guard's
+    /// release on drop); it is still resent after a reconnect until answered.
+    pub fn fire_primitive(&self, op: PrimitiveOp) {
+        self.with_session_always(|s, _| {
+            s.primitive(op);
+        });
+    }
+
+    /// The caller of `req` stopped waiting. Under one lock: no answer can
+    /// reach `rx` once its sender is gone, so an answer already delivered
+    /// is read here and its futures released.
+    fn abandon_primitive(&self, req: RequestId, mut rx: oneshot::Receiver<PrimitiveResult>, abandon: bool) {
+        self.call_core(|core, now| {
+            core.prims.remove(&req);
+            if let Ok(result) = rx.try_recv() {
+                release_values(&mut core.session, &result, now);
+            }
+            if abandon {
+                core.session.abandon(req);
+            }
+        });
+    }
+
     /// A receiver that fires when the key's submission or scatter is acked
     /// (`None` when it already is, or the key is not live).
     pub fn ack_waiter(&self, key: &Key) -> Option<oneshot::Receiver<()>> {
@@ -259,6 +342,7 @@ impl Shared {
             }
             // Dropping the senders wakes their waiters, who read the terminal error.
             core.infos.clear();
+            core.prims.clear();
             core.acks.clear();
         }
         self.terminal.send_if_modified(|t| {
@@ -282,8 +366,24 @@ impl Shared {
 impl Core {
     /// Act on everything the session produced: wake watchers, resolve
     /// waiters, and return what must happen outside the lock.
-    fn dispatch(&mut self) -> AfterUnlock {
+    fn dispatch(&mut self, now_ms: u64) -> AfterUnlock {
         let mut after = AfterUnlock::default();
+        loop {
+            self.dispatch_outputs(&mut after);
+            let Some((req, result)) = self.session.poll_primitive_reply() else { break };
+            let unread = match self.prims.remove(&req) {
+                Some(tx) => tx.send(result).err(),
+                None => Some(result),
+            };
+            // Nobody will read it: the futures it handed out go again.
+            if let Some(result) = unread {
+                release_values(&mut self.session, &result, now_ms);
+            }
+        }
+        after
+    }
+
+    fn dispatch_outputs(&mut self, after: &mut AfterUnlock) {
         while let Some(output) = self.session.poll_output() {
             match output {
                 Output::Welcome { .. } => {
@@ -299,7 +399,7 @@ impl Core {
                     after.link.push(LinkEvent::Refused(reason));
                 }
                 Output::ConnectionLost => after.link.push(LinkEvent::Lost),
-                Output::Status { key, status } => self.on_status(&key, status, &mut after),
+                Output::Status { key, status } => self.on_status(&key, status, after),
                 Output::Acked { key } => {
                     for tx in self.acks.remove(&key).unwrap_or_default() {
                         let _ = tx.send(());
@@ -317,7 +417,6 @@ impl Core {
                 Output::SchedulerError { message } => tracing::warn!(%message, "the scheduler rejected a request"),
             }
         }
-        after
     }
 
     fn on_status(&mut self, key: &Key, status: KeyStatus, after: &mut AfterUnlock) {
@@ -326,6 +425,36 @@ impl Core {
         w.tx.send_replace(status);
         if public != FutureStatus::Pending {
             after.callbacks.extend(w.callbacks.drain(..).map(|c| (c, public)));
+        }
+    }
+}
+
+/// Release the local reference each future in `result` holds.
+fn release_values(session: &mut Session, result: &PrimitiveResult, now_ms: u64) {
+    if let PrimitiveResult::Values(values) = result {
+        for v in values {
+            if let ReplyValue::Future { key, .. } = v {
+                session.release_ref(key, now_ms);
+            }
+        }
+    }
+}
+
+/// A primitive request being waited for; dropped before its answer was
+/// read, it abandons the request.
+struct Pending<'a> {
+    shared: &'a Shared,
+    req: RequestId,
+    /// `None` once the answer was read.
+    rx: Option<oneshot::Receiver<PrimitiveResult>>,
+    /// Withdraw the request at the scheduler too (else only stop listening).
+    abandon: bool,
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        if let Some(rx) = self.rx.take() {
+            self.shared.abandon_primitive(self.req, rx, self.abandon);
         }
     }
 }

@@ -3,7 +3,7 @@ use serde::{Deserialize, Serialize};
 
 /// The wire protocol's version, checked in every frame.
 /// Bump it when any wire message changes its CBOR form.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// The largest frame body accepted, checked before decoding.
 pub const FRAME_BYTES_MAX: usize = 256 << 20;

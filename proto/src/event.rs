@@ -1,13 +1,13 @@
 use serde::{Deserialize, Serialize};
 
-use crate::{Attempt, ClientId, Key, TaskError, TaskSpec, WorkerId};
+use crate::{Attempt, ClientId, Key, LeaseOn, OpId, StoredValue, TaskError, TaskSpec, WorkerId};
 
 /// The schema version of [`Event`] as written to the log.
 ///
 /// Bump the version when you change `Event`, `Holder`, `TaskSpec` or
 /// `TaskError` in any way that changes their CBOR form, and teach the log
 /// reader the old form if old logs must keep opening.
-pub const EVENT_SCHEMA_VERSION: u16 = 1;
+pub const EVENT_SCHEMA_VERSION: u16 = 3;
 
 /// Something other than a client that keeps a key alive (Dask's pseudo-clients).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -95,6 +95,40 @@ pub enum Event {
     /// A worker left (closed, timed out, or did not come back); events for
     /// its tasks and data precede this one.
     WorkerRemoved { worker: WorkerId },
+    /// The variable holds `value` now (a future's `HolderAdded` precedes it).
+    VariableSet { name: String, value: StoredValue, op: OpId },
+    /// The variable is empty again; `op` is `None` when a forced cancel of
+    /// its future emptied it.
+    VariableDeleted { name: String, op: Option<OpId> },
+    /// An item joined the end of the queue; it is numbered in put order.
+    QueuePut { name: String, item: StoredValue, op: OpId },
+    /// These items (by number) left the queue: taken by `op`, or dropped
+    /// (`None`) because a forced cancel took their future.
+    QueueTaken { name: String, items: Vec<u64>, op: Option<OpId> },
+    /// The lock is held by the lease `lease` (the acquiring request).
+    LockAcquired { lock: String, lease: OpId },
+    /// The lock's holder gave it back (or its client left).
+    LockReleased { lock: String, lease: OpId },
+    /// A semaphore came into use with this many leases at most.
+    SemaphoreCreated { semaphore: String, max_leases: u64 },
+    LeaseGranted { semaphore: String, lease: OpId },
+    /// The holder gave the lease back (or its client left).
+    LeaseReleased { semaphore: String, lease: OpId },
+    /// The lease's client was not heard from for the lease timeout.
+    LeaseExpired { on: LeaseOn, lease: OpId },
+    /// The semaphore released its leases and refuses acquires from now on.
+    SemaphoreClosed { semaphore: String },
+    EventSet { name: String },
+    EventCleared { name: String },
+    /// The dataset names the key (a `HolderAdded` precedes it).
+    DatasetPublished { name: String, key: Key, op: OpId },
+    /// The name is free again; `op` is `None` after a forced cancel.
+    DatasetUnpublished { name: String, op: Option<OpId> },
+    /// The cluster restarted (`client.restart()`): every worker dropped all
+    /// its data and running tasks, and every key that was pending or in
+    /// memory (inline copies included) is now lost; its future reports
+    /// `Lost`. Erred and released keys stay as they were.
+    ClusterRestarted,
 }
 
 /// The variant of an [`Event`] without its data, for counting.
@@ -122,11 +156,27 @@ pub enum EventKind {
     TaskForgotten,
     WorkerJoined,
     WorkerRemoved,
+    VariableSet,
+    VariableDeleted,
+    QueuePut,
+    QueueTaken,
+    LockAcquired,
+    LockReleased,
+    SemaphoreCreated,
+    LeaseGranted,
+    LeaseReleased,
+    LeaseExpired,
+    SemaphoreClosed,
+    EventSet,
+    EventCleared,
+    DatasetPublished,
+    DatasetUnpublished,
+    ClusterRestarted,
 }
 
 impl EventKind {
     /// Every kind, in declaration order.
-    pub const ALL: [EventKind; 22] = [
+    pub const ALL: [EventKind; 38] = [
         EventKind::ClientJoined,
         EventKind::ClientRemoved,
         EventKind::TaskSubmitted,
@@ -149,6 +199,22 @@ impl EventKind {
         EventKind::TaskForgotten,
         EventKind::WorkerJoined,
         EventKind::WorkerRemoved,
+        EventKind::VariableSet,
+        EventKind::VariableDeleted,
+        EventKind::QueuePut,
+        EventKind::QueueTaken,
+        EventKind::LockAcquired,
+        EventKind::LockReleased,
+        EventKind::SemaphoreCreated,
+        EventKind::LeaseGranted,
+        EventKind::LeaseReleased,
+        EventKind::LeaseExpired,
+        EventKind::SemaphoreClosed,
+        EventKind::EventSet,
+        EventKind::EventCleared,
+        EventKind::DatasetPublished,
+        EventKind::DatasetUnpublished,
+        EventKind::ClusterRestarted,
     ];
 }
 
@@ -177,6 +243,22 @@ impl Event {
             Event::TaskForgotten { .. } => EventKind::TaskForgotten,
             Event::WorkerJoined { .. } => EventKind::WorkerJoined,
             Event::WorkerRemoved { .. } => EventKind::WorkerRemoved,
+            Event::VariableSet { .. } => EventKind::VariableSet,
+            Event::VariableDeleted { .. } => EventKind::VariableDeleted,
+            Event::QueuePut { .. } => EventKind::QueuePut,
+            Event::QueueTaken { .. } => EventKind::QueueTaken,
+            Event::LockAcquired { .. } => EventKind::LockAcquired,
+            Event::LockReleased { .. } => EventKind::LockReleased,
+            Event::SemaphoreCreated { .. } => EventKind::SemaphoreCreated,
+            Event::LeaseGranted { .. } => EventKind::LeaseGranted,
+            Event::LeaseReleased { .. } => EventKind::LeaseReleased,
+            Event::LeaseExpired { .. } => EventKind::LeaseExpired,
+            Event::SemaphoreClosed { .. } => EventKind::SemaphoreClosed,
+            Event::EventSet { .. } => EventKind::EventSet,
+            Event::EventCleared { .. } => EventKind::EventCleared,
+            Event::DatasetPublished { .. } => EventKind::DatasetPublished,
+            Event::DatasetUnpublished { .. } => EventKind::DatasetUnpublished,
+            Event::ClusterRestarted => EventKind::ClusterRestarted,
         }
     }
 }

@@ -16,8 +16,16 @@
 //!   its `Update` at once.
 //! - `Scattered` registers data the client already put on a worker's peer
 //!   socket (`PeerRequest::Put`); it is `Acked` like a submit.
-//! - `Info` → `Reply` with the same request id.
-//! - `Heartbeat` both ways; `Goodbye` ends the session and releases its keys.
+//! - `Info` → `Reply` with the same request id. Besides questions, `Info`
+//!   carries the cluster management requests (`Replicate`, `Rebalance`,
+//!   `Restart`, `Shutdown`), answered once done; a resend after a
+//!   reconnect asks again.
+//! - `Primitive` → `PrimitiveReply` with the same request id, once the
+//!   change it reveals is durable. A blocked request (acquire, get, wait,
+//!   put on a full queue) is answered when it is served or its timeout runs
+//!   out; `Abandon` withdraws it. Resends are idempotent.
+//! - `Heartbeat` both ways (it also refreshes the client's leases); `Goodbye`
+//!   ends the session and releases its keys and leases.
 //!
 //! Session protocol, worker side:
 //! - `Register` (also after a reconnect, with held keys and running tasks)
@@ -25,13 +33,16 @@
 //! - `Compute` runs a task; the worker answers `Finished` or `Erred` with the
 //!   same attempt. `Cancel` says the attempt is no longer wanted (discard its
 //!   result); `Free` says drop these keys' data.
+//! - `Fetch` asks for a copy of a key from its holders (replicate,
+//!   rebalance); the worker answers `DataAdded` or `FetchFailed`.
+//! - `Restart` says drop all data and abandon every task (`restart()`).
 //! - `Heartbeat` both ways; `Goodbye` on a clean exit; `Shutdown` from the
 //!   scheduler asks the worker to exit.
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Attempt, ClientId, Key, RequestId, TaskError, TaskSpec, WorkerId};
+use crate::{Attempt, ClientId, Key, PrimitiveOp, PrimitiveResult, RequestId, TaskError, TaskSpec, WorkerId};
 
 /// Client → scheduler.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -49,6 +60,9 @@ pub enum ClientMsg {
     /// Data the client put on `worker`; the client wants each key.
     Scattered { worker: WorkerId, items: Vec<ScatteredItem> },
     Info { req: RequestId, what: InfoRequest },
+    /// A request on a coordination primitive; answered by `PrimitiveReply`
+    /// with the same id. Resending it (after a reconnect) is harmless.
+    Primitive { req: RequestId, op: PrimitiveOp },
     Heartbeat,
     Goodbye,
 }
@@ -72,6 +86,17 @@ pub enum InfoRequest {
     SchedulerInfo,
     /// Where to fetch these keys from (for gather, and its retries).
     Locate { keys: Vec<Key> },
+    /// Make each key (in memory) held by `n` workers, or by every worker if
+    /// there are fewer; answered `Transferred` once the copies exist or failed.
+    Replicate { keys: Vec<Key>, n: u32 },
+    /// Move data between workers so that they hold about as many bytes
+    /// each; answered `Transferred` once the moves are done or failed.
+    Rebalance,
+    /// Every worker drops all its data and running tasks, and every key
+    /// still pending or in memory is lost; answered `Done`.
+    Restart,
+    /// Every worker stops, then the scheduler; answered `Done` first.
+    Shutdown,
 }
 
 /// The answer to an [`InfoRequest`].
@@ -82,6 +107,11 @@ pub enum InfoReply {
     Ncores(BTreeMap<WorkerId, u32>),
     SchedulerInfo(SchedulerInfo),
     Locate(Vec<DepLocation>),
+    /// Copies made (`copied`) and copies given up (`failed`: the worker
+    /// could not fetch the data, left, or the key left memory meanwhile).
+    Transferred { copied: u64, failed: u64 },
+    /// The request was carried out.
+    Done,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -114,6 +144,8 @@ pub enum ToClient {
     Acked { keys: Vec<Key> },
     Update(KeyUpdate),
     Reply { req: RequestId, body: InfoReply },
+    /// The answer to `Primitive { req, .. }`, sent once what it reveals is durable.
+    PrimitiveReply { req: RequestId, result: PrimitiveResult },
     /// Something the client sent was rejected (malformed, unknown, …).
     Error { message: String },
     Heartbeat,
@@ -170,6 +202,10 @@ pub enum WorkerMsg {
         inline: Option<Vec<u8>>,
     },
     Erred { key: Key, attempt: Attempt, error: TaskError },
+    /// The worker fetched the copy `Fetch` asked for and holds it now.
+    DataAdded { key: Key, nbytes: u64 },
+    /// The worker could not fetch the copy `Fetch` asked for.
+    FetchFailed { key: Key, message: String },
     Heartbeat,
     Goodbye,
 }
@@ -195,6 +231,11 @@ pub enum ToWorker {
     Cancel { key: Key, attempt: Attempt },
     /// Drop these keys' data.
     Free { keys: Vec<Key> },
+    /// Fetch a copy of the key's data from one of `from` (worker, peer
+    /// address) and keep it; answer `DataAdded` or `FetchFailed`.
+    Fetch { key: Key, from: Vec<(WorkerId, String)> },
+    /// Drop all data and abandon every task (the cluster restarts).
+    Restart,
     Heartbeat,
     Shutdown,
 }
@@ -204,6 +245,36 @@ pub enum ToWorker {
 pub enum PeerRequest {
     Get { req: RequestId, keys: Vec<Key> },
     Put { req: RequestId, items: Vec<(Key, serde_bytes::ByteBuf)> },
+    /// Call `method` on the actor created by the task `key`, with the CBOR
+    /// argument tuple `args`; answered `Returned` or `Raised` (or `Error`
+    /// when no such actor lives there), in its own frame once it ran.
+    ActorCall {
+        req: RequestId,
+        key: Key,
+        method: String,
+        #[serde(with = "serde_bytes")]
+        args: Vec<u8>,
+    },
+    /// Call the registered function `func` once, outside the task slots
+    /// (`client.run`); answered like `ActorCall`.
+    Run {
+        req: RequestId,
+        func: String,
+        #[serde(with = "serde_bytes")]
+        args: Vec<u8>,
+    },
+}
+
+impl PeerRequest {
+    /// The request's id.
+    pub fn req(&self) -> RequestId {
+        match self {
+            PeerRequest::Get { req, .. }
+            | PeerRequest::Put { req, .. }
+            | PeerRequest::ActorCall { req, .. }
+            | PeerRequest::Run { req, .. } => *req,
+        }
+    }
 }
 
 /// A worker's peer socket → the asker.
@@ -213,4 +284,25 @@ pub enum PeerReply {
     Data { req: RequestId, items: Vec<(Key, Option<serde_bytes::ByteBuf>)> },
     Stored { req: RequestId },
     Error { req: RequestId, message: String },
+    /// What an actor method or a `Run` function returned (CBOR).
+    Returned {
+        req: RequestId,
+        #[serde(with = "serde_bytes")]
+        value: Vec<u8>,
+    },
+    /// The actor method or `Run` function failed.
+    Raised { req: RequestId, error: TaskError },
+}
+
+impl PeerReply {
+    /// The id of the request this answers.
+    pub fn req(&self) -> RequestId {
+        match self {
+            PeerReply::Data { req, .. }
+            | PeerReply::Stored { req }
+            | PeerReply::Error { req, .. }
+            | PeerReply::Returned { req, .. }
+            | PeerReply::Raised { req, .. } => *req,
+        }
+    }
 }

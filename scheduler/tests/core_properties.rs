@@ -9,8 +9,8 @@ use std::collections::BTreeSet;
 use proptest::prelude::*;
 use proptest::test_runner::{Config as RunnerConfig, TestCaseError, TestRunner};
 use reprise_proto::{
-    Attempt, ClientId, ClientMsg, Event, EventKind, InfoRequest, Key, RequestId, ScatteredItem, TaskError,
-    TaskErrorKind, TaskSpec, WorkerId, WorkerMsg,
+    Attempt, ClientId, ClientMsg, Event, EventKind, InfoRequest, Key, LeaseOn, OpId, PrimitiveOp, RequestId,
+    ScatteredItem, StoredValue, TaskError, TaskErrorKind, TaskSpec, WorkerId, WorkerMsg,
 };
 use reprise_scheduler::core::{Config, Decision, Input, Millis, Scheduler, State, TaskState};
 
@@ -20,6 +20,10 @@ const KEY_SPACE: u8 = 40;
 const TOKEN: &str = "tok";
 const FUNCS: [&str; 4] = ["inc", "add", "sum", "fail"];
 const HEARTBEAT_TIMEOUT_MS: u64 = 2_000;
+/// Shorter than the heartbeat timeout, so that leases expire before their
+/// silent client is removed.
+const LEASE_TIMEOUT_MS: u64 = 1_000;
+const PRIM_NAMES: u8 = 2;
 
 #[derive(Clone, Debug)]
 struct GenTask {
@@ -53,6 +57,9 @@ enum Op {
     Info { c: u8, kind: u8, pick: u16 },
     Restart,
     Raw { kind: u8, a: u8, b: u8 },
+    /// A request on a primitive; `req` is drawn from a small range so that
+    /// resends (and clashes) happen.
+    Prim { c: u8, kind: u8, name: u8, req: u8, a: u16, timeout_ms: Option<u16> },
 }
 
 fn gen_task() -> impl Strategy<Value = GenTask> {
@@ -102,6 +109,15 @@ fn gen_op() -> impl Strategy<Value = Op> {
         2 => (c, 0u8..5, any::<u16>()).prop_map(|(c, kind, pick)| Op::Info { c, kind, pick }),
         1 => Just(Op::Restart),
         4 => (0u8..8, any::<u8>(), any::<u8>()).prop_map(|(kind, a, b)| Op::Raw { kind, a, b }),
+        30 => (
+            0..N_CLIENTS,
+            0u8..25,
+            0..PRIM_NAMES,
+            0u8..24,
+            any::<u16>(),
+            prop_oneof![2 => Just(None), 1 => Just(Some(0u16)), 2 => (1u16..3_000).prop_map(Some)],
+        )
+            .prop_map(|(c, kind, name, req, a, timeout_ms)| Op::Prim { c, kind, name, req, a, timeout_ms }),
     ]
 }
 
@@ -336,13 +352,66 @@ fn interpret(op: &Op, sched: &Scheduler, now: &mut Millis) -> Step {
         }
         Op::Restart => return Step::Restart,
         Op::Raw { kind, a, b } => vec![raw(sched, *kind, *a, *b)],
+        Op::Prim { c, kind, name, req, a, timeout_ms } => {
+            let op = primitive_op(state, cname(*c), *kind, *name, *a, timeout_ms.map(u64::from));
+            vec![client(*c, ClientMsg::Primitive { req: RequestId(u64::from(*req)), op })]
+        }
     };
     Step::Inputs(inputs)
+}
+
+/// A request on a primitive that makes sense in `state` most of the time:
+/// futures are live keys, releases name leases the client holds.
+fn primitive_op(state: &State, client: ClientId, kind: u8, name: u8, a: u16, timeout_ms: Option<u64>) -> PrimitiveOp {
+    let name = format!("p{name}");
+    let keys: Vec<Key> = state.tasks().map(|(k, _)| k.clone()).collect();
+    let future = || StoredValue::Future(pick(&keys, a).unwrap_or_else(|| kname((a % 40) as u8)));
+    let inline = || StoredValue::Inline(vec![(a % 7) as u8; usize::from(a % 5)]);
+    let max_leases = if a.is_multiple_of(17) { 3 } else { 1 + u64::from(name.ends_with('1')) };
+    let held = |on: LeaseOn| -> RequestId {
+        let mine: Vec<RequestId> = match &on {
+            LeaseOn::Lock(n) => state.lock_holder(n).filter(|l| l.client == client).map(|l| l.req).into_iter().collect(),
+            LeaseOn::Semaphore(n) => state
+                .semaphore(n)
+                .map(|s| s.leases().iter().filter(|l| l.client == client).map(|l: &OpId| l.req).collect())
+                .unwrap_or_default(),
+        };
+        pick(&mine, a).unwrap_or(RequestId(u64::from(a % 24)))
+    };
+    match kind {
+        0 => PrimitiveOp::VariableSet { name, value: inline() },
+        1 => PrimitiveOp::VariableSet { name, value: future() },
+        2 => PrimitiveOp::VariableGet { name, timeout_ms },
+        3 => PrimitiveOp::VariableDelete { name },
+        4 => PrimitiveOp::QueuePut { name, value: inline(), maxsize: u64::from(a % 3), timeout_ms },
+        5 => PrimitiveOp::QueuePut { name, value: future(), maxsize: u64::from(a % 3), timeout_ms },
+        6 => PrimitiveOp::QueueGet { name, timeout_ms },
+        7 => PrimitiveOp::QueueGetBatch { name, n: u64::from(a % 3) },
+        8 => PrimitiveOp::QueueSize { name },
+        9 => PrimitiveOp::LockAcquire { name, timeout_ms },
+        10 => PrimitiveOp::LockRelease { lease: held(LeaseOn::Lock(name.clone())), name },
+        11 => PrimitiveOp::LockLocked { name },
+        12 => PrimitiveOp::SemaphoreAcquire { name, max_leases, timeout_ms },
+        13 => PrimitiveOp::SemaphoreRelease { lease: held(LeaseOn::Semaphore(name.clone())), name },
+        14 => PrimitiveOp::SemaphoreValue { name, max_leases },
+        15 if a.is_multiple_of(4) => PrimitiveOp::SemaphoreClose { name, max_leases },
+        15 => PrimitiveOp::SemaphoreAcquire { name, max_leases, timeout_ms },
+        16 => PrimitiveOp::EventSet { name },
+        17 => PrimitiveOp::EventClear { name },
+        18 => PrimitiveOp::EventIsSet { name },
+        19 => PrimitiveOp::EventWait { name, timeout_ms },
+        20 => PrimitiveOp::DatasetPublish { name, key: future().key().cloned().unwrap_or_else(|| kname(0)) },
+        21 => PrimitiveOp::DatasetGet { name },
+        22 => PrimitiveOp::DatasetList,
+        23 => PrimitiveOp::DatasetUnpublish { name },
+        _ => PrimitiveOp::Abandon { req: RequestId(u64::from(a % 24)) },
+    }
 }
 
 fn config() -> Config {
     Config {
         heartbeat_timeout_ms: HEARTBEAT_TIMEOUT_MS,
+        lease_timeout_ms: LEASE_TIMEOUT_MS,
         auth_token: Some(TOKEN.into()),
         allowed_failures: 1,
         ..Config::default()
@@ -529,6 +598,36 @@ fn gen_event() -> impl Strategy<Value = Event> {
             resources: vec![("GPU".into(), 1.0)]
         }),
         w.prop_map(|worker| Event::WorkerRemoved { worker }),
+        gen_primitive_event(),
+    ]
+}
+
+fn gen_primitive_event() -> impl Strategy<Value = Event> {
+    let name = (0u8..2).prop_map(|n| format!("p{n}"));
+    let lease = (0u8..3, 0u64..3).prop_map(|(c, r)| OpId { client: cname(c), req: RequestId(r) });
+    let value = prop_oneof![
+        (0u8..6).prop_map(|k| StoredValue::Future(kname(k))),
+        any::<u8>().prop_map(|b| StoredValue::Inline(vec![b])),
+    ];
+    prop_oneof![
+        (name.clone(), value.clone(), lease.clone()).prop_map(|(name, value, op)| Event::VariableSet { name, value, op }),
+        (name.clone(), prop::option::of(lease.clone())).prop_map(|(name, op)| Event::VariableDeleted { name, op }),
+        (name.clone(), value, lease.clone()).prop_map(|(name, item, op)| Event::QueuePut { name, item, op }),
+        (name.clone(), prop::collection::vec(0u64..4, 0..3), prop::option::of(lease.clone()))
+            .prop_map(|(name, items, op)| Event::QueueTaken { name, items, op }),
+        (name.clone(), lease.clone()).prop_map(|(lock, lease)| Event::LockAcquired { lock, lease }),
+        (name.clone(), lease.clone()).prop_map(|(lock, lease)| Event::LockReleased { lock, lease }),
+        (name.clone(), 0u64..3).prop_map(|(semaphore, max_leases)| Event::SemaphoreCreated { semaphore, max_leases }),
+        (name.clone(), lease.clone()).prop_map(|(semaphore, lease)| Event::LeaseGranted { semaphore, lease }),
+        (name.clone(), lease.clone()).prop_map(|(semaphore, lease)| Event::LeaseReleased { semaphore, lease }),
+        (name.clone(), lease.clone()).prop_map(|(n, lease)| Event::LeaseExpired { on: LeaseOn::Semaphore(n), lease }),
+        (name.clone(), lease.clone()).prop_map(|(n, lease)| Event::LeaseExpired { on: LeaseOn::Lock(n), lease }),
+        name.clone().prop_map(|semaphore| Event::SemaphoreClosed { semaphore }),
+        name.clone().prop_map(|name| Event::EventSet { name }),
+        name.clone().prop_map(|name| Event::EventCleared { name }),
+        (name.clone(), (0u8..6).prop_map(kname), lease.clone())
+            .prop_map(|(name, key, op)| Event::DatasetPublished { name, key, op }),
+        (name, prop::option::of(lease)).prop_map(|(name, op)| Event::DatasetUnpublished { name, op }),
     ]
 }
 

@@ -3,6 +3,7 @@ mod harness;
 
 use harness::*;
 use reprise_proto::{ClientMsg, Event, EventKind, Holder, KeyState};
+use reprise_scheduler::core::Config;
 
 #[test]
 fn releasing_the_last_reference_forgets_the_key_and_frees_its_data() {
@@ -61,7 +62,7 @@ fn cancel_of_a_waiting_task_reports_cancelled_and_forgets_it() {
 
 #[test]
 fn cancel_of_a_queued_task_frees_nothing_and_forgets_it() {
-    let mut h = Harness::new();
+    let mut h = Harness::with_config(Config { prefetch: 2, ..Config::default() });
     h.client("c");
     h.worker("w1", 1, FUNCS);
     h.submit("c", (0..4).map(|i| spec(&format!("t{i}"), "inc", &[])).collect());

@@ -56,6 +56,21 @@ pub(crate) fn prepare_args<'a>(
         .map_err(|e| Failure::new(TaskErrorKind::Codec, format!("cannot re-encode the arguments of `{func}`: {e}")))
 }
 
+/// The arguments with every future reference replaced by its input's
+/// value, their shape left as it is (for an actor's creation arguments,
+/// whose arity the worker does not know).
+pub(crate) fn substitute_refs<'a>(func: &str, args: &'a [u8], inputs: &[(Key, Bytes)]) -> Result<Cow<'a, [u8]>, Failure> {
+    let value: Value = decode(args)
+        .map_err(|e| Failure::new(TaskErrorKind::Codec, format!("the arguments of `{func}` are not valid CBOR: {e}")))?;
+    if list_refs(&value).is_empty() {
+        return Ok(Cow::Borrowed(args));
+    }
+    let value = substitute_inputs(func, value, inputs)?;
+    encode(&value)
+        .map(Cow::Owned)
+        .map_err(|e| Failure::new(TaskErrorKind::Codec, format!("cannot re-encode the arguments of `{func}`: {e}")))
+}
+
 fn substitute_inputs(func: &str, value: Value, inputs: &[(Key, Bytes)]) -> Result<Value, Failure> {
     let mut decoded = BTreeMap::new();
     for (key, bytes) in inputs {

@@ -5,7 +5,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::core::CoreConfig;
-use crate::registry::{IntoTask, Registry};
+use crate::actor::{Actor, ActorType};
+use crate::registry::{IntoContextTask, IntoTask, Registry};
 use crate::worker::{Status, Worker};
 use crate::{Error, Result};
 
@@ -143,6 +144,28 @@ impl WorkerBuilder {
     /// registration of the same name replaces the earlier one.
     pub fn task<Args, F: IntoTask<Args>>(mut self, name: impl Into<String>, f: F) -> Self {
         self.registry.insert(name.into(), f.into_task());
+        self
+    }
+
+    /// Register `f` as `name`, a function that also gets the running task's
+    /// [`TaskContext`](crate::TaskContext) (a client of the cluster, `secede`
+    /// and `rejoin`, the task's key): `|ctx: &TaskContext, a1, …| -> R` with
+    /// 0 to 8 arguments after the context, otherwise as for [`WorkerBuilder::task`].
+    /// A closure that uses `?` needs its return type written out, e.g.
+    /// `-> reprise_client::Result<u64>`, since Rust cannot infer the error type.
+    pub fn task_with_context<Args, F: IntoContextTask<Args>>(mut self, name: impl Into<String>, f: F) -> Self {
+        self.registry.insert(name.into(), f.into_context_task());
+        self
+    }
+
+    /// Register the actor type `A` as `name`: clients create instances with
+    /// `client.submit_actor(name, args)`. The worker advertises it as the
+    /// function `actor:<name>` (names starting with `actor:` are reserved
+    /// for actors).
+    pub fn actor<A: Actor>(mut self, name: impl Into<String>) -> Self {
+        let name = name.into();
+        let actor = ActorType::of::<A>(&name);
+        self.registry.insert_actor(name, actor);
         self
     }
 

@@ -20,6 +20,8 @@ use reprise_proto::{
 };
 use serde_bytes::ByteBuf;
 
+use crate::pending::ACTOR_FUNC_PREFIX;
+
 #[cfg(test)]
 mod tests;
 
@@ -86,6 +88,8 @@ pub enum Effect {
     /// Ask the peer at `address` for `keys` and report with
     /// [`WorkerCore::handle_fetched`] or [`WorkerCore::handle_fetch_failed`].
     Fetch { address: String, keys: Vec<Key> },
+    /// Let the seceded attempt that asked to rejoin go on: it holds a slot again.
+    Resume { key: Key, attempt: Attempt },
     /// Send what [`WorkerCore::poll_messages`] still holds, then stop.
     Stop(StopReason),
 }
@@ -170,7 +174,13 @@ pub struct WorkerCore {
     /// Cancelled attempts still running on a thread: their results are discarded.
     zombies: BTreeSet<(Key, Attempt)>,
     ready: VecDeque<(Key, Attempt)>,
+    /// Threads slots taken: executing attempts (zombies included) that did not secede.
     n_executing: usize,
+    /// Executing attempts (zombies included) that left the thread pool
+    /// (Dask's `secede`): they hold no slot.
+    seceded: BTreeSet<(Key, Attempt)>,
+    /// Seceded attempts waiting for a slot to rejoin the pool, first come first served.
+    rejoining: VecDeque<(Key, Attempt)>,
     fetches: BTreeMap<Key, Fetch>,
     store: BTreeMap<Key, Bytes>,
     outbox: Vec<WorkerMsg>,
@@ -191,6 +201,8 @@ impl WorkerCore {
             zombies: BTreeSet::new(),
             ready: VecDeque::new(),
             n_executing: 0,
+            seceded: BTreeSet::new(),
+            rejoining: VecDeque::new(),
             fetches: BTreeMap::new(),
             store: BTreeMap::new(),
             outbox: Vec::new(),
@@ -244,18 +256,47 @@ impl WorkerCore {
 
     /// A task thread finished `key`'s `attempt` with its encoded result or its error.
     pub fn handle_task_done(&mut self, key: Key, attempt: Attempt, outcome: Result<Bytes, TaskError>) {
-        if self.zombies.remove(&(key.clone(), attempt)) {
-            self.n_executing -= 1;
-        } else if self.tasks.get(&key).is_some_and(|t| t.attempt == attempt && matches!(t.state, TaskState::Executing)) {
-            self.tasks.remove(&key);
-            self.n_executing -= 1;
+        let id = (key, attempt);
+        if self.zombies.remove(&id) {
+            self.free_slot_of(&id);
+        } else if self.is_executing(&id) {
+            self.free_slot_of(&id);
+            let (key, attempt) = id;
+            let task = self.tasks.remove(&key);
             match outcome {
                 Ok(data) => {
-                    self.outbox.push(finished_msg(&key, attempt, &data));
+                    let inline_ok = task.is_none_or(|t| !is_actor_func(&t.func));
+                    self.outbox.push(finished_msg(&key, attempt, &data, inline_ok));
                     self.store.insert(key, data);
                 }
                 Err(error) => self.outbox.push(WorkerMsg::Erred { key, attempt, error }),
             }
+        }
+        self.start_ready();
+    }
+
+    /// The executing attempt left the thread pool (Dask's `secede`): its
+    /// slot goes to the next ready task while it keeps running.
+    pub fn handle_seceded(&mut self, key: Key, attempt: Attempt) {
+        let id = (key, attempt);
+        let running = self.is_executing(&id) || self.zombies.contains(&id);
+        if running && self.seceded.insert(id) {
+            self.n_executing -= 1;
+            self.start_ready();
+        }
+    }
+
+    /// The seceded attempt wants to rejoin the pool (Dask's `rejoin`): it
+    /// gets [`Effect::Resume`] once a slot is free, before any ready task.
+    /// An attempt that did not secede resumes at once.
+    pub fn handle_rejoin(&mut self, key: Key, attempt: Attempt) {
+        let id = (key, attempt);
+        if !self.seceded.contains(&id) {
+            self.effects.push_back(Effect::Resume { key: id.0, attempt: id.1 });
+            return;
+        }
+        if !self.rejoining.contains(&id) {
+            self.rejoining.push_back(id);
         }
         self.start_ready();
     }
@@ -396,9 +437,15 @@ impl WorkerCore {
         self.tasks.iter().map(|(k, t)| (k.clone(), t.attempt)).collect()
     }
 
-    /// How many task threads are busy, cancelled attempts included.
+    /// How many thread slots are taken: executing attempts, cancelled ones
+    /// included, that did not secede.
     pub fn n_executing(&self) -> usize {
         self.n_executing
+    }
+
+    /// How many executing attempts (cancelled ones included) seceded.
+    pub fn n_seceded(&self) -> usize {
+        self.seceded.len()
     }
 
     /// Whether the scheduler welcomed the current session.
@@ -423,9 +470,18 @@ impl WorkerCore {
     /// took 13 s instead of well under one).
     pub fn check_invariants(&self) -> Result<(), String> {
         let executing = self.tasks.values().filter(|t| matches!(t.state, TaskState::Executing)).count();
-        if executing + self.zombies.len() != self.n_executing {
-            let n_zombies = self.zombies.len();
-            return Err(format!("{executing} executing + {n_zombies} cancelled != n_executing {}", self.n_executing));
+        let (n_zombies, n_seceded) = (self.zombies.len(), self.seceded.len());
+        if executing + n_zombies != self.n_executing + n_seceded {
+            return Err(format!(
+                "{executing} executing + {n_zombies} cancelled != n_executing {} + {n_seceded} seceded",
+                self.n_executing
+            ));
+        }
+        if let Some((key, _)) = self.seceded.iter().find(|id| !self.is_executing(id) && !self.zombies.contains(*id)) {
+            return Err(format!("{key} seceded but is not executing"));
+        }
+        if let Some((key, _)) = self.rejoining.iter().find(|id| !self.seceded.contains(*id)) {
+            return Err(format!("{key} waits to rejoin but did not secede"));
         }
         if self.n_executing > self.config.nthreads as usize {
             return Err(format!("{} tasks execute on {} threads", self.n_executing, self.config.nthreads));
@@ -497,6 +553,18 @@ impl WorkerCore {
         self.effects.push_back(Effect::Stop(reason));
     }
 
+    /// Whether this attempt is the key's current one and executing.
+    fn is_executing(&self, (key, attempt): &(Key, Attempt)) -> bool {
+        self.tasks.get(key).is_some_and(|t| t.attempt == *attempt && matches!(t.state, TaskState::Executing))
+    }
+
+    /// An executing attempt ended: its slot is free, unless it had seceded.
+    fn free_slot_of(&mut self, id: &(Key, Attempt)) {
+        if !self.seceded.remove(id) {
+            self.n_executing -= 1;
+        }
+    }
+
     fn compute(&mut self, task: ComputeTask, now: Duration) {
         let ComputeTask { key, attempt, func, args, deps } = task;
         if let Some(existing) = self.tasks.get(&key) {
@@ -508,7 +576,7 @@ impl WorkerCore {
         if let Some(data) = self.store.get(&key) {
             // The result is here already (a report lost with a dead socket):
             // say so again rather than run the task twice.
-            self.outbox.push(finished_msg(&key, attempt, data));
+            self.outbox.push(finished_msg(&key, attempt, data, !is_actor_func(&func)));
             return;
         }
         if !self.config.functions.contains(&func) {
@@ -651,9 +719,16 @@ impl WorkerCore {
         self.schedule_fetches(now);
     }
 
-    /// Start ready tasks while threads are free, oldest first.
+    /// Give free slots to seceded attempts that asked to rejoin, then start
+    /// ready tasks, oldest first.
     fn start_ready(&mut self) {
         while self.n_executing < self.config.nthreads as usize {
+            if let Some(id) = self.rejoining.pop_front() {
+                self.seceded.remove(&id);
+                self.n_executing += 1;
+                self.effects.push_back(Effect::Resume { key: id.0, attempt: id.1 });
+                continue;
+            }
             let Some((key, attempt)) = self.ready.pop_front() else { break };
             let Some(task) = self.tasks.get_mut(&key) else { continue };
             if task.attempt != attempt || !matches!(task.state, TaskState::Ready) {
@@ -692,10 +767,17 @@ impl WorkerCore {
 }
 
 /// `Finished` for `data`, carrying the value itself when it is small enough
-/// to be kept in the scheduler's log.
-fn finished_msg(key: &Key, attempt: Attempt, data: &Bytes) -> WorkerMsg {
-    let inline = (data.len() <= INLINE_BYTES_MAX).then(|| data.to_vec());
+/// to be kept in the scheduler's log. An actor's marker never travels
+/// inline: a copy in the log would outlive the actor, which lives only on
+/// this worker.
+fn finished_msg(key: &Key, attempt: Attempt, data: &Bytes, inline_ok: bool) -> WorkerMsg {
+    let inline = (inline_ok && data.len() <= INLINE_BYTES_MAX).then(|| data.to_vec());
     WorkerMsg::Finished { key: key.clone(), attempt, nbytes: data.len() as u64, inline }
+}
+
+/// Whether `func` creates an actor.
+fn is_actor_func(func: &str) -> bool {
+    func.starts_with(ACTOR_FUNC_PREFIX)
 }
 
 /// The wait after `round` full rounds of failures: doubling from

@@ -1,48 +1,143 @@
-//! The task thread pool: exactly `nthreads` OS threads run the (blocking)
-//! task functions, never the tokio reactor.
+//! The task thread pool: `nthreads` OS threads run the (blocking) task
+//! functions, never the tokio reactor.
 //!
-//! The core hands out a job only when a thread is free, so the job queue
-//! never holds more than `nthreads` jobs and the result channel never holds
-//! more than `nthreads` results: both are bounded by the core's slot count.
+//! The core hands out a job only when a slot is free, so the job queue
+//! never holds more jobs than there are free slots. A task that secedes
+//! ([`TaskContext::secede`]) leaves the pool: its thread keeps running it
+//! off-pool and a new thread takes its place in the pool, so that `nthreads`
+//! tasks can still run; when the seceded task ends its thread exits. A task
+//! that rejoins waits for the core to grant it a slot, and its thread then
+//! counts in the pool again (the pool then has a thread too many, which
+//! exits after its current job). Threads are thus bounded by `nthreads`
+//! plus the seceded tasks.
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use reprise_proto::{Attempt, Key, TaskError};
 use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::oneshot;
 
+use crate::actor::ActorBox;
+use crate::context::{Services, TaskContext};
 use crate::core::Job;
 use crate::registry::Registry;
 use crate::{Error, Result};
 
 /// A job's outcome, sent back to the service loop.
-#[derive(Debug)]
 pub(crate) struct JobDone {
     pub(crate) key: Key,
     pub(crate) attempt: Attempt,
     pub(crate) outcome: Result<Bytes, TaskError>,
+    /// The instance an actor-creating job made, to be kept under its key.
+    pub(crate) actor: Option<ActorBox>,
 }
 
-/// The pool. Dropping it lets each thread exit after its current job; the
-/// results of jobs still running then go nowhere (a killed worker discards them).
+impl std::fmt::Debug for JobDone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobDone")
+            .field("key", &self.key)
+            .field("attempt", &self.attempt)
+            .field("outcome", &self.outcome.as_ref().map(Bytes::len))
+            .field("actor", &self.actor.is_some())
+            .finish()
+    }
+}
+
+/// What task threads tell the service loop.
+#[derive(Debug)]
+pub(crate) enum ExecEvent {
+    Done(JobDone),
+    /// The task left the pool: its slot is free for another task.
+    Seceded { key: Key, attempt: Attempt },
+    /// The seceded task wants a slot again; `resume` fires when it has one.
+    Rejoin { key: Key, attempt: Attempt, resume: oneshot::Sender<()> },
+}
+
+/// What every task thread shares.
+pub(crate) struct Pool {
+    queue: Mutex<mpsc::Receiver<Job>>,
+    registry: Arc<Registry>,
+    events: UnboundedSender<ExecEvent>,
+    pub(crate) services: Arc<Services>,
+    nthreads: usize,
+    /// Threads serving the job queue; a seceded task's thread is not one.
+    in_pool: AtomicUsize,
+    /// Numbers thread names.
+    n_started: AtomicUsize,
+}
+
+impl Pool {
+    /// A task on this thread seceded: the thread leaves the pool, and a new
+    /// one takes its place if the pool is short.
+    pub(crate) fn leave(self: &Arc<Self>) {
+        let before = self.in_pool.fetch_sub(1, Ordering::AcqRel);
+        if before <= self.nthreads {
+            if let Err(e) = self.start_thread() {
+                tracing::error!("cannot start a task thread in place of a seceded task: {e}");
+            }
+        }
+    }
+
+    /// A seceded task rejoined (the core granted it a slot).
+    pub(crate) fn enter(&self) {
+        self.in_pool.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Tell the service loop; a loop that is gone (a killed worker) discards it.
+    pub(crate) fn report(&self, event: ExecEvent) {
+        let _ = self.events.send(event);
+    }
+
+    fn start_thread(self: &Arc<Self>) -> std::io::Result<()> {
+        self.in_pool.fetch_add(1, Ordering::AcqRel);
+        let n = self.n_started.fetch_add(1, Ordering::Relaxed);
+        let pool = Arc::clone(self);
+        let started = std::thread::Builder::new().name(format!("reprise-task-{n}")).spawn(move || run_jobs(&pool));
+        if started.is_err() {
+            self.in_pool.fetch_sub(1, Ordering::AcqRel);
+        }
+        started.map(|_| ())
+    }
+
+    /// Leave the pool if it has more threads than slots; true if this thread should exit.
+    fn shrink(&self) -> bool {
+        self.in_pool
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n > self.nthreads).then(|| n - 1))
+            .is_ok()
+    }
+}
+
+/// The pool, as the service loop holds it. Dropping it lets each thread exit
+/// after its current job; the results of jobs still running then go nowhere
+/// (a killed worker discards them).
 pub(crate) struct Executor {
     jobs: mpsc::Sender<Job>,
+    pool: Arc<Pool>,
 }
 
 impl Executor {
-    pub(crate) fn start(nthreads: usize, registry: Arc<Registry>, done: UnboundedSender<JobDone>) -> Result<Self> {
+    pub(crate) fn start(
+        nthreads: usize,
+        registry: Arc<Registry>,
+        events: UnboundedSender<ExecEvent>,
+        services: Arc<Services>,
+    ) -> Result<Self> {
         let (jobs, queue) = mpsc::channel::<Job>();
-        let queue = Arc::new(Mutex::new(queue));
-        for i in 0..nthreads {
-            let queue = Arc::clone(&queue);
-            let registry = Arc::clone(&registry);
-            let done = done.clone();
-            std::thread::Builder::new()
-                .name(format!("reprise-task-{i}"))
-                .spawn(move || run_jobs(&queue, &registry, &done))
-                .map_err(Error::Threads)?;
+        let pool = Arc::new(Pool {
+            queue: Mutex::new(queue),
+            registry,
+            events,
+            services,
+            nthreads,
+            in_pool: AtomicUsize::new(0),
+            n_started: AtomicUsize::new(0),
+        });
+        for _ in 0..nthreads {
+            pool.start_thread().map_err(Error::Threads)?;
         }
-        Ok(Executor { jobs })
+        Ok(Executor { jobs, pool })
     }
 
     /// Queue `job` for the next free thread.
@@ -53,26 +148,171 @@ impl Executor {
             tracing::error!("task threads are gone; a job was dropped");
         }
     }
+
+    /// Call `func(args)` on a thread of its own, outside the pool (a `run`
+    /// request), and hand the outcome to `done`.
+    pub(crate) fn call_outside(
+        &self,
+        func: String,
+        args: Vec<u8>,
+        done: impl FnOnce(std::result::Result<Vec<u8>, TaskError>) + Send + 'static,
+    ) -> std::io::Result<()> {
+        let pool = Arc::clone(&self.pool);
+        std::thread::Builder::new().name(format!("reprise-run-{func}")).spawn(move || {
+            let key = Key(format!("run-{func}"));
+            let ctx = TaskContext::outside_pool(key.clone(), Arc::clone(&pool));
+            done(pool.registry.call(&ctx, &key, &func, &args, &[]));
+        })?;
+        Ok(())
+    }
+
+    pub(crate) fn services(&self) -> &Arc<Services> {
+        &self.pool.services
+    }
 }
 
-fn run_jobs(queue: &Mutex<mpsc::Receiver<Job>>, registry: &Registry, done: &UnboundedSender<JobDone>) {
+impl Drop for Executor {
+    fn drop(&mut self) {
+        // The tasks' client belongs to the worker: its session ends with it.
+        self.pool.services.close_client();
+    }
+}
+
+fn run_jobs(pool: &Arc<Pool>) {
     loop {
         let job = {
             // Only the thread holding the lock waits in `recv`; the others
             // wait for the lock. A poisoned lock cannot happen (nothing panics
             // while holding it), but is treated as the end of the pool.
-            let Ok(queue) = queue.lock() else { return };
+            let Ok(queue) = pool.queue.lock() else { return };
             match queue.recv() {
                 Ok(job) => job,
                 Err(_) => return,
             }
         };
-        let outcome = registry.call(&job.key, &job.func, &job.args, &job.inputs).map(Bytes::from);
+        let ctx = TaskContext::in_pool(job.key.clone(), job.attempt, Arc::clone(pool));
+        let (outcome, actor) = match pool.registry.actor_of(&job.func) {
+            Some(actor) => match pool.registry.create_actor(&ctx, actor, &job) {
+                Ok((marker, instance)) => (Ok(Bytes::from(marker)), Some(instance)),
+                Err(e) => (Err(e), None),
+            },
+            None => (pool.registry.call(&ctx, &job.key, &job.func, &job.args, &job.inputs).map(Bytes::from), None),
+        };
+        let seceded = ctx.is_seceded();
+        drop(ctx);
         if let Err(e) = &outcome {
             tracing::debug!(key = %job.key, kind = ?e.kind, "task failed: {}", e.message);
         }
-        if done.send(JobDone { key: job.key, attempt: job.attempt, outcome }).is_err() {
-            return; // the worker is gone: discard
+        pool.report(ExecEvent::Done(JobDone { key: job.key, attempt: job.attempt, outcome, actor }));
+        // A thread whose task seceded (and did not rejoin) left the pool;
+        // one that rejoined may have made the pool a thread too large.
+        if seceded || pool.shrink() {
+            return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::mpsc as std_mpsc;
+    use std::time::Duration;
+
+    use reprise_proto::{encode, ComputeTask, ToWorker, WorkerId, WorkerMsg};
+
+    use super::*;
+    use crate::context::Services;
+    use crate::core::{CoreConfig, Effect, WorkerCore};
+    use crate::registry::IntoContextTask;
+
+    const LIMIT: Duration = Duration::from_secs(20);
+
+    /// Drive a real pool with a real core, as the service loop does, until
+    /// `n_reports` tasks reported; the reports in order.
+    async fn drive(core: &mut WorkerCore, executor: &Executor, events: &mut tokio::sync::mpsc::UnboundedReceiver<ExecEvent>, n_reports: usize) -> Vec<WorkerMsg> {
+        let mut rejoins: BTreeMap<(Key, Attempt), oneshot::Sender<()>> = BTreeMap::new();
+        let mut reports = Vec::new();
+        while reports.len() < n_reports {
+            while let Some(effect) = core.poll_effect() {
+                match effect {
+                    Effect::Execute(job) => executor.submit(job),
+                    Effect::Resume { key, attempt } => {
+                        if let Some(r) = rejoins.remove(&(key, attempt)) {
+                            let _ = r.send(());
+                        }
+                    }
+                    other => panic!("unexpected effect {other:?}"),
+                }
+            }
+            let event = tokio::time::timeout(LIMIT, events.recv()).await.expect("the pool went quiet (deadlock?)").unwrap();
+            match event {
+                ExecEvent::Done(done) => core.handle_task_done(done.key, done.attempt, done.outcome),
+                ExecEvent::Seceded { key, attempt } => core.handle_seceded(key, attempt),
+                ExecEvent::Rejoin { key, attempt, resume } => {
+                    rejoins.insert((key.clone(), attempt), resume);
+                    core.handle_rejoin(key, attempt);
+                }
+            }
+            core.check_invariants().unwrap();
+            reports.extend(core.poll_messages().into_iter().filter(|m| matches!(m, WorkerMsg::Finished { .. } | WorkerMsg::Erred { .. })));
+        }
+        reports
+    }
+
+    /// A task that waits on another task on a one-thread worker: after
+    /// `secede` the other task runs on a fresh pool thread; `rejoin` then
+    /// waits for the slot; no deadlock, and at most one task holds the slot.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn seceded_task_waits_for_a_task_on_a_one_thread_pool_without_deadlock() {
+        let (flag_tx, flag_rx) = std_mpsc::sync_channel::<()>(1);
+        let flag_rx = Mutex::new(flag_rx);
+        let mut registry = Registry::default();
+        registry.insert(
+            "waiter".into(),
+            (move |ctx: &TaskContext| -> std::result::Result<u64, String> {
+                ctx.secede();
+                let got = flag_rx.lock().unwrap().recv_timeout(LIMIT).map_err(|e| e.to_string());
+                ctx.rejoin();
+                got.map(|()| 1)
+            })
+            .into_context_task(),
+        );
+        registry.insert(
+            "setter".into(),
+            (move |_ctx: &TaskContext| -> std::result::Result<u64, String> {
+                flag_tx.send(()).map_err(|e| e.to_string())?;
+                Ok(2)
+            })
+            .into_context_task(),
+        );
+        let functions = registry.names();
+        let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+        let services = Arc::new(Services::new(
+            WorkerId::from("w1"),
+            "tcp://127.0.0.1:1".into(),
+            "tcp://127.0.0.1:2".into(),
+            None,
+            tokio::runtime::Handle::current(),
+        ));
+        let executor = Executor::start(1, Arc::new(registry), events_tx, services).unwrap();
+        let mut core = WorkerCore::new(CoreConfig::new("w1", 1, "tcp://127.0.0.1:1", functions), Duration::ZERO);
+        core.poll_effect();
+        core.handle_connected(Duration::ZERO);
+        core.handle_message(ToWorker::Welcome { scheduler: "s".into() }, Duration::ZERO);
+        core.poll_messages();
+        for (key, func) in [("w", "waiter"), ("s", "setter")] {
+            let task = ComputeTask { key: Key::from(key), attempt: Attempt(1), func: func.into(), args: encode(&()).unwrap(), deps: vec![] };
+            core.handle_message(ToWorker::Compute(task), Duration::ZERO);
+        }
+        let reports = drive(&mut core, &executor, &mut events, 2).await;
+        let keys: Vec<&str> = reports
+            .iter()
+            .map(|m| match m {
+                WorkerMsg::Finished { key, .. } => key.as_str(),
+                other => panic!("a task failed: {other:?}"),
+            })
+            .collect();
+        assert_eq!(keys, vec!["s", "w"]);
+        assert_eq!((core.n_executing(), core.n_seceded()), (0, 0));
     }
 }

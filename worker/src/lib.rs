@@ -49,8 +49,11 @@
 //! threads), `registry` and `args` (calling a function with decoded arguments).
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+mod actor;
+mod actor_host;
 mod args;
 mod builder;
+mod context;
 pub mod core;
 mod error;
 mod executor;
@@ -59,16 +62,19 @@ mod link;
 mod panic_capture;
 mod peer_client;
 mod peer_server;
+mod pending;
 mod registry;
 mod service;
 pub mod stock;
 mod task_return;
 mod worker;
 
+pub use actor::{Actor, IntoMethod, Method, Methods};
 pub use builder::{WorkerBuilder, AUTH_TOKEN_ENV};
+pub use context::TaskContext;
 pub use error::{Error, Result};
 pub use handle::WorkerHandle;
-pub use registry::{IntoTask, TaskFn};
+pub use registry::{IntoContextTask, IntoTask, TaskFn};
 pub use task_return::TaskReturn;
 pub use worker::Worker;
 

@@ -1,14 +1,19 @@
 //! The named functions a worker can run, and how a call is made: decode the
 //! arguments into the function's types, run it with panics caught, encode
-//! what it returns.
+//! what it returns. Actor types live here too, under the function name
+//! `actor:<name>` (see [`crate::Actor`]).
 use std::collections::BTreeMap;
 use std::panic::{self, AssertUnwindSafe};
 
-use bytes::Bytes;
 use reprise_proto::{decode, encode, Key, TaskError, TaskErrorKind};
+
+use crate::pending::ACTOR_FUNC_PREFIX;
 use serde::de::DeserializeOwned;
 
+use crate::actor::{ActorBox, ActorType};
 use crate::args::prepare_args;
+use crate::context::TaskContext;
+use crate::core::Job;
 use crate::panic_capture::{panic_message, take_traceback, TaskScope};
 use crate::task_return::TaskReturn;
 
@@ -25,21 +30,22 @@ impl Failure {
         Failure { kind, message: message.into(), traceback: None }
     }
 
-    fn into_task_error(self, key: &Key) -> TaskError {
+    pub(crate) fn into_task_error(self, key: &Key) -> TaskError {
         TaskError { kind: self.kind, message: self.message, traceback: self.traceback, key: key.clone() }
     }
 }
 
-type CallFn = dyn Fn(&[u8]) -> Result<Vec<u8>, Failure> + Send + Sync;
+type CallFn = dyn Fn(&TaskContext, &[u8]) -> Result<Vec<u8>, Failure> + Send + Sync;
 
-/// A task function with its types erased, as [`IntoTask`] builds it.
+/// A task function with its types erased, as [`IntoTask`] and
+/// [`IntoContextTask`] build it.
 pub struct TaskFn {
     arity: usize,
     call: Box<CallFn>,
 }
 
 impl TaskFn {
-    fn new(arity: usize, call: impl Fn(&[u8]) -> Result<Vec<u8>, Failure> + Send + Sync + 'static) -> Self {
+    fn new(arity: usize, call: impl Fn(&TaskContext, &[u8]) -> Result<Vec<u8>, Failure> + Send + Sync + 'static) -> Self {
         TaskFn { arity, call: Box::new(call) }
     }
 }
@@ -65,7 +71,7 @@ where
     R: TaskReturn,
 {
     fn into_task(self) -> TaskFn {
-        TaskFn::new(0, move |_args: &[u8]| invoke(&self))
+        TaskFn::new(0, move |_ctx: &TaskContext, _args: &[u8]| invoke(&self))
     }
 }
 
@@ -78,7 +84,7 @@ macro_rules! impl_into_task {
             $($a: DeserializeOwned + 'static,)+
         {
             fn into_task(self) -> TaskFn {
-                TaskFn::new($n, move |args: &[u8]| {
+                TaskFn::new($n, move |_ctx: &TaskContext, args: &[u8]| {
                     let ($($v,)+) = decode_tuple::<($($a,)+)>(args)?;
                     invoke(|| (self)($($v),+))
                 })
@@ -96,7 +102,53 @@ impl_into_task!(6; A1 a1, A2 a2, A3 a3, A4 a4, A5 a5, A6 a6);
 impl_into_task!(7; A1 a1, A2 a2, A3 a3, A4 a4, A5 a5, A6 a6, A7 a7);
 impl_into_task!(8; A1 a1, A2 a2, A3 a3, A4 a4, A5 a5, A6 a6, A7 a7, A8 a8);
 
-fn decode_tuple<T: DeserializeOwned>(args: &[u8]) -> Result<T, Failure> {
+/// Functions and closures that take a [`TaskContext`] before their
+/// arguments: `Fn(&TaskContext, A1, …, An) -> R` for `n` in `0..=8`, with
+/// the same rules as [`IntoTask`]. Registered with
+/// [`WorkerBuilder::task_with_context`](crate::WorkerBuilder::task_with_context).
+pub trait IntoContextTask<Args>: Send + Sync + 'static {
+    /// Erase the function's types.
+    fn into_context_task(self) -> TaskFn;
+}
+
+impl<F, R> IntoContextTask<()> for F
+where
+    F: Fn(&TaskContext) -> R + Send + Sync + 'static,
+    R: TaskReturn,
+{
+    fn into_context_task(self) -> TaskFn {
+        TaskFn::new(0, move |ctx: &TaskContext, _args: &[u8]| invoke(|| (self)(ctx)))
+    }
+}
+
+macro_rules! impl_into_context_task {
+    ($n:literal; $($a:ident $v:ident),+) => {
+        impl<F, R, $($a),+> IntoContextTask<($($a,)+)> for F
+        where
+            F: Fn(&TaskContext, $($a),+) -> R + Send + Sync + 'static,
+            R: TaskReturn,
+            $($a: DeserializeOwned + 'static,)+
+        {
+            fn into_context_task(self) -> TaskFn {
+                TaskFn::new($n, move |ctx: &TaskContext, args: &[u8]| {
+                    let ($($v,)+) = decode_tuple::<($($a,)+)>(args)?;
+                    invoke(|| (self)(ctx, $($v),+))
+                })
+            }
+        }
+    };
+}
+
+impl_into_context_task!(1; A1 a1);
+impl_into_context_task!(2; A1 a1, A2 a2);
+impl_into_context_task!(3; A1 a1, A2 a2, A3 a3);
+impl_into_context_task!(4; A1 a1, A2 a2, A3 a3, A4 a4);
+impl_into_context_task!(5; A1 a1, A2 a2, A3 a3, A4 a4, A5 a5);
+impl_into_context_task!(6; A1 a1, A2 a2, A3 a3, A4 a4, A5 a5, A6 a6);
+impl_into_context_task!(7; A1 a1, A2 a2, A3 a3, A4 a4, A5 a5, A6 a6, A7 a7);
+impl_into_context_task!(8; A1 a1, A2 a2, A3 a3, A4 a4, A5 a5, A6 a6, A7 a7, A8 a8);
+
+pub(crate) fn decode_tuple<T: DeserializeOwned>(args: &[u8]) -> Result<T, Failure> {
     decode(args).map_err(|e| {
         Failure::new(
             TaskErrorKind::Codec,
@@ -108,7 +160,7 @@ fn decode_tuple<T: DeserializeOwned>(args: &[u8]) -> Result<T, Failure> {
 /// Run `f` with panics caught, turn what it returns into the stored bytes.
 /// Converting and encoding the result run inside `catch_unwind` too, since a
 /// user's `Display` or `Serialize` may panic as well.
-fn invoke<R: TaskReturn>(f: impl FnOnce() -> R) -> Result<Vec<u8>, Failure> {
+pub(crate) fn invoke<R: TaskReturn>(f: impl FnOnce() -> R) -> Result<Vec<u8>, Failure> {
     let scope = TaskScope::enter();
     let outcome = panic::catch_unwind(AssertUnwindSafe(|| f().into_task_result().map(|value| encode(&value))));
     drop(scope);
@@ -124,10 +176,11 @@ fn invoke<R: TaskReturn>(f: impl FnOnce() -> R) -> Result<Vec<u8>, Failure> {
     }
 }
 
-/// The worker's functions by name.
+/// The worker's functions and actor types by name.
 #[derive(Debug, Default)]
 pub(crate) struct Registry {
     fns: BTreeMap<String, TaskFn>,
+    actors: BTreeMap<String, ActorType>,
 }
 
 impl Registry {
@@ -136,26 +189,53 @@ impl Registry {
         self.fns.insert(name, f);
     }
 
-    /// The registered names, sorted.
+    /// Register an actor type as `name` (created by the task `actor:<name>`).
+    pub(crate) fn insert_actor(&mut self, name: String, actor: ActorType) {
+        self.actors.insert(name, actor);
+    }
+
+    /// The registered names, sorted: functions, and `actor:<name>` for each actor type.
     pub(crate) fn names(&self) -> Vec<String> {
-        self.fns.keys().cloned().collect()
+        let actors = self.actors.keys().map(|a| format!("{ACTOR_FUNC_PREFIX}{a}"));
+        let mut names: Vec<String> = self.fns.keys().cloned().chain(actors).collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    /// The actor type a task function names (`actor:<name>`), if it is one.
+    pub(crate) fn actor_of(&self, func: &str) -> Option<&ActorType> {
+        self.actors.get(func.strip_prefix(ACTOR_FUNC_PREFIX)?)
     }
 
     /// Run `func` for task `key`: resolve the inputs into the arguments, call,
     /// and return the CBOR-encoded result or the task's error.
-    pub(crate) fn call(&self, key: &Key, func: &str, args: &[u8], inputs: &[(Key, Bytes)]) -> Result<Vec<u8>, TaskError> {
+    pub(crate) fn call(
+        &self,
+        ctx: &TaskContext,
+        key: &Key,
+        func: &str,
+        args: &[u8],
+        inputs: &[(Key, bytes::Bytes)],
+    ) -> Result<Vec<u8>, TaskError> {
         let Some(f) = self.fns.get(func) else {
             let message = format!("no function named `{func}` is registered on this worker");
             return Err(TaskError::new(TaskErrorKind::UnknownFunction, key.clone(), message));
         };
         let args = prepare_args(func, f.arity, args, inputs).map_err(|e| e.into_task_error(key))?;
-        (f.call)(&args).map_err(|e| {
+        (f.call)(ctx, &args).map_err(|e| {
             let mut e = e.into_task_error(key);
             if e.kind == TaskErrorKind::Codec {
                 e.message = format!("`{func}`: {}", e.message);
             }
             e
         })
+    }
+
+    /// Run the job that creates an instance of `actor`: the instance, and
+    /// the small marker stored as the task's result.
+    pub(crate) fn create_actor(&self, ctx: &TaskContext, actor: &ActorType, job: &Job) -> Result<(Vec<u8>, ActorBox), TaskError> {
+        actor.create(ctx, &job.func, &job.args, &job.inputs).map_err(|e| e.into_task_error(&job.key))
     }
 }
 
@@ -177,7 +257,8 @@ mod tests {
     }
 
     fn call<T: DeserializeOwned>(r: &Registry, func: &str, args: impl Serialize) -> Result<T, TaskError> {
-        let bytes = r.call(&Key::from("k-1"), func, &encode(&args).unwrap(), &[])?;
+        let ctx = TaskContext::detached(Key::from("k-1"));
+        let bytes = r.call(&ctx, &Key::from("k-1"), func, &encode(&args).unwrap(), &[])?;
         Ok(decode(&bytes).unwrap())
     }
 

@@ -2,19 +2,21 @@
 //! bytes between the scheduler link, the peer socket, the fetch requests
 //! and the task threads, reads the clock, and calls the core. It decides
 //! nothing itself.
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use reprise_proto::{Key, PeerReply, RequestId};
-use tokio::sync::{mpsc, watch};
+use reprise_proto::{Attempt, Key, PeerReply, RequestId, WorkerId};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
+use crate::actor_host::ActorHost;
 use crate::builder::Settings;
+use crate::context::Services;
 use crate::core::{Effect, StopReason, WorkerCore};
-use crate::executor::{Executor, JobDone};
+use crate::executor::{ExecEvent, Executor, JobDone};
 use crate::link::{self, Connected, Link, LinkEvent};
 use crate::peer_client::PeerClient;
 use crate::peer_server::{self, PeerIn, PeerOut, PeerServer};
@@ -43,7 +45,10 @@ struct Shell {
     origin: Instant,
     core: WorkerCore,
     executor: Executor,
-    done_rx: mpsc::UnboundedReceiver<JobDone>,
+    exec_rx: mpsc::UnboundedReceiver<ExecEvent>,
+    /// Seceded tasks waiting to rejoin the pool, woken on `Effect::Resume`.
+    rejoins: BTreeMap<(Key, Attempt), oneshot::Sender<()>>,
+    actors: ActorHost,
     link: Option<Link>,
     generation: u64,
     connecting: Option<JoinHandle<Result<Connected, String>>>,
@@ -79,8 +84,15 @@ pub(crate) async fn serve(
 
     let origin = Instant::now();
     let config = settings.core_config(&peer_server.address, registry.names());
-    let (done_tx, done_rx) = mpsc::unbounded_channel();
-    let executor = match Executor::start(settings.nthreads, registry, done_tx) {
+    let (exec_tx, exec_rx) = mpsc::unbounded_channel();
+    let services = Arc::new(Services::new(
+        WorkerId::from(settings.name.as_str()),
+        peer_server.address.clone(),
+        settings.scheduler.clone(),
+        settings.auth_token.clone(),
+        tokio::runtime::Handle::current(),
+    ));
+    let executor = match Executor::start(settings.nthreads, registry, exec_tx, services) {
         Ok(executor) => executor,
         Err(e) => {
             status.send_modify(|s| s.ended = Some(e.to_string()));
@@ -93,7 +105,9 @@ pub(crate) async fn serve(
         settings,
         origin,
         executor,
-        done_rx,
+        exec_rx,
+        rejoins: BTreeMap::new(),
+        actors: ActorHost::default(),
         link: None,
         generation: 0,
         connecting: None,
@@ -144,7 +158,7 @@ impl Shell {
                     shutdown_asked = true;
                     self.core.handle_shutdown_request();
                 }
-                Some(done) = self.done_rx.recv() => self.on_done(done),
+                Some(event) = self.exec_rx.recv() => self.on_exec_event(event),
                 Some(event) = self.link_rx.recv() => self.on_link_event(event),
                 connected = wait_opt(self.connecting.as_mut()) => {
                     self.connecting = None;
@@ -175,6 +189,11 @@ impl Shell {
             match effect {
                 Effect::Connect => self.reconnect(),
                 Effect::Execute(job) => self.executor.submit(job),
+                Effect::Resume { key, attempt } => {
+                    if let Some(resume) = self.rejoins.remove(&(key, attempt)) {
+                        let _ = resume.send(());
+                    }
+                }
                 Effect::Fetch { address, keys } => self.fetch(address, keys),
                 Effect::Stop(reason) => return Some(reason),
             }
@@ -240,17 +259,47 @@ impl Shell {
                 next = self.link_rx.try_recv().ok();
             }
         }
+        self.drop_released_actors();
     }
 
-    fn on_done(&mut self, done: JobDone) {
-        let mut next = Some(done);
+    fn on_exec_event(&mut self, event: ExecEvent) {
+        let mut next = Some(event);
         let mut n = 0;
-        while let Some(done) = next.take() {
-            self.core.handle_task_done(done.key, done.attempt, done.outcome);
+        while let Some(event) = next.take() {
+            match event {
+                ExecEvent::Done(done) => self.on_done(done),
+                ExecEvent::Seceded { key, attempt } => self.core.handle_seceded(key, attempt),
+                ExecEvent::Rejoin { key, attempt, resume } => {
+                    self.rejoins.insert((key.clone(), attempt), resume);
+                    self.core.handle_rejoin(key, attempt);
+                }
+            }
             n += 1;
             if n < DRAIN_MAX {
-                next = self.done_rx.try_recv().ok();
+                next = self.exec_rx.try_recv().ok();
             }
+        }
+    }
+
+    /// A job ended; an actor it created is kept if the core kept its marker
+    /// (a cancelled creation's instance is dropped).
+    fn on_done(&mut self, done: JobDone) {
+        let JobDone { key, attempt, outcome, actor } = done;
+        self.core.handle_task_done(key.clone(), attempt, outcome);
+        if let Some(instance) = actor {
+            if self.core.data(&key).is_some() {
+                if let Err(e) = self.actors.start(key.clone(), instance) {
+                    tracing::error!(%key, "cannot keep the actor: {e}");
+                }
+            }
+        }
+    }
+
+    /// Drop the actors whose marker the core no longer holds (freed, restarted).
+    fn drop_released_actors(&mut self) {
+        if !self.actors.is_empty() {
+            let core = &self.core;
+            self.actors.retain(|k| core.data(k).is_some());
         }
     }
 

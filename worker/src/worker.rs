@@ -6,6 +6,7 @@ use reprise_proto::TaskError;
 use tokio::sync::{oneshot, watch};
 
 use crate::builder::{Settings, WorkerBuilder};
+use crate::context::TaskContext;
 use crate::core::Job;
 use crate::handle::WorkerHandle;
 use crate::registry::Registry;
@@ -64,8 +65,16 @@ impl Worker {
     /// Run `job` on the calling thread exactly as a task thread would, for a
     /// driver of [`WorkerCore`](crate::core::WorkerCore) other than
     /// [`Worker::run`], such as the simulator.
+    ///
+    /// The task's [`TaskContext`](crate::TaskContext) has no client and no
+    /// pool (`secede` does nothing); an actor-creating job makes its instance
+    /// and drops it, returning the marker.
     pub fn execute(&self, job: &Job) -> std::result::Result<Bytes, TaskError> {
-        self.registry.call(&job.key, &job.func, &job.args, &job.inputs).map(Bytes::from)
+        let ctx = TaskContext::detached(job.key.clone());
+        match self.registry.actor_of(&job.func) {
+            Some(actor) => self.registry.create_actor(&ctx, actor, job).map(|(marker, _instance)| Bytes::from(marker)),
+            None => self.registry.call(&ctx, &job.key, &job.func, &job.args, &job.inputs).map(Bytes::from),
+        }
     }
 
     /// Serve until the scheduler sends `Shutdown` (`Ok`), the scheduler

@@ -2,7 +2,7 @@
 //! time, and outgoing batches.
 use std::collections::BTreeMap;
 
-use reprise_proto::{ClientMsg, KeyUpdate, ScatteredItem, TaskSpec, ToClient, WorkerId};
+use reprise_proto::{ClientMsg, KeyUpdate, PrimitiveOp, ScatteredItem, StoredValue, TaskSpec, ToClient, WorkerId};
 
 use super::{Link, Output, Session, BATCH_BYTES_MAX, BATCH_ITEMS_MAX, MSG_OVERHEAD_BYTES};
 use crate::status::KeyStatus;
@@ -61,6 +61,7 @@ impl Session {
                     self.outputs.push_back(Output::Reply { req, body });
                 }
             }
+            ToClient::PrimitiveReply { req, result } => self.on_primitive_reply(req, result),
             ToClient::Error { message } => self.outputs.push_back(Output::SchedulerError { message }),
             ToClient::Heartbeat => {}
         }
@@ -127,7 +128,8 @@ impl Session {
     /// After `Welcome`: every unacked submission and scatter, the unsettled
     /// control messages in their order, a re-submission of every live pending
     /// task (to repair updates lost in flight; the scheduler answers a known
-    /// finished key with its update), then the open info requests.
+    /// finished key with its update), then the open info requests, then the
+    /// unanswered primitive requests in request order.
     fn queue_resend(&mut self, now_ms: u64) {
         let mut by_seq: Vec<(u64, &TaskSpec, bool)> = Vec::new();
         let mut scatters: BTreeMap<&WorkerId, Vec<(u64, &ScatteredItem)>> = BTreeMap::new();
@@ -166,6 +168,7 @@ impl Session {
         let acked = by_seq.iter().filter(|(_, _, acked)| *acked);
         msgs.extend(acked.map(|(_, spec, _)| ClientMsg::Submit { tasks: vec![(*spec).clone()] }));
         msgs.extend(self.infos.iter().map(|(req, what)| ClientMsg::Info { req: *req, what: what.clone() }));
+        msgs.extend(self.prims.iter().map(|(req, op)| ClientMsg::Primitive { req: *req, op: op.clone() }));
         self.outbox.extend(msgs);
     }
 
@@ -217,7 +220,17 @@ fn msg_cost(msg: &ClientMsg) -> (usize, usize) {
             items.iter().map(|i| i.inline.as_ref().map_or(0, Vec::len) + MSG_OVERHEAD_BYTES).sum(),
         ),
         ClientMsg::Release { keys } => (keys.len(), keys.len() * MSG_OVERHEAD_BYTES),
+        ClientMsg::Primitive { op: PrimitiveOp::VariableSet { value, .. } | PrimitiveOp::QueuePut { value, .. }, .. } => {
+            (1, MSG_OVERHEAD_BYTES + value_bytes(value))
+        }
         _ => (1, MSG_OVERHEAD_BYTES),
+    }
+}
+
+fn value_bytes(value: &StoredValue) -> usize {
+    match value {
+        StoredValue::Inline(bytes) => bytes.len(),
+        StoredValue::Future(key) => key.0.len(),
     }
 }
 

@@ -10,7 +10,11 @@
 //!   yet `Acked` (durable), to send again after a reconnect;
 //! - control messages (`Release`, `Cancel`, `FireAndForget`, `Retry`) that
 //!   have no acknowledgement, kept until they have settled;
-//! - pending `Info` requests by request id.
+//! - pending `Info` requests by request id;
+//! - pending requests on coordination primitives by request id, resent
+//!   after a reconnect until answered (the scheduler makes resends
+//!   idempotent); futures handed out in their answers are adopted as live
+//!   keys with one local reference each.
 //!
 //! It is driven by plain calls: the user side (`submit`, `add_ref`,
 //! `release_ref`, `cancel`, …) and the network side (`handle_connected`,
@@ -25,7 +29,10 @@ mod link;
 
 use std::collections::{BTreeMap, VecDeque};
 
-use reprise_proto::{ClientId, ClientMsg, InfoReply, InfoRequest, Key, RequestId, ScatteredItem, TaskSpec, WorkerId};
+use reprise_proto::{
+    ClientId, ClientMsg, InfoReply, InfoRequest, Key, KeyState, PrimitiveOp, PrimitiveResult, ReplyValue, RequestId,
+    ScatteredItem, TaskSpec, WorkerId,
+};
 
 pub use crate::status::{FutureStatus, KeyStatus};
 
@@ -131,6 +138,10 @@ pub struct Session {
     controls: VecDeque<Control>,
     n_controls_dropped: u64,
     infos: BTreeMap<RequestId, InfoRequest>,
+    /// Primitive requests not answered yet, in request order.
+    prims: BTreeMap<RequestId, PrimitiveOp>,
+    /// Answers to primitive requests, for the shell (`poll_primitive_reply`).
+    prim_replies: VecDeque<(RequestId, PrimitiveResult)>,
     next_req: u64,
     outbox: VecDeque<ClientMsg>,
     outputs: VecDeque<Output>,
@@ -152,6 +163,8 @@ impl Session {
             controls: VecDeque::new(),
             n_controls_dropped: 0,
             infos: BTreeMap::new(),
+            prims: BTreeMap::new(),
+            prim_replies: VecDeque::new(),
             next_req: 1,
             outbox: VecDeque::new(),
             outputs: VecDeque::new(),
@@ -325,6 +338,67 @@ impl Session {
         self.infos.remove(&req);
     }
 
+    /// Send a request on a primitive; its answer comes out of
+    /// [`Session::poll_primitive_reply`] with the returned id. It is resent
+    /// after every reconnect until answered.
+    pub fn primitive(&mut self, op: PrimitiveOp) -> RequestId {
+        let req = RequestId(self.next_req);
+        self.next_req += 1;
+        if !self.is_closed() {
+            self.prims.insert(req, op.clone());
+            self.send(ClientMsg::Primitive { req, op });
+        }
+        req
+    }
+
+    /// Nobody waits for the answer to primitive request `req` any more: it
+    /// is not resent, and the scheduler is asked to drop its wait (or give
+    /// back the lease it may have been granted). Returns the id of that ask.
+    pub fn abandon(&mut self, req: RequestId) -> RequestId {
+        self.prims.remove(&req);
+        self.primitive(PrimitiveOp::Abandon { req })
+    }
+
+    /// The next answer to a primitive request, in arrival order. Each future
+    /// in it holds one local reference, which the receiver must take over
+    /// (or release).
+    pub fn poll_primitive_reply(&mut self) -> Option<(RequestId, PrimitiveResult)> {
+        self.prim_replies.pop_front()
+    }
+
+    /// How many primitive requests wait for an answer.
+    pub fn n_pending_primitives(&self) -> usize {
+        self.prims.len()
+    }
+
+    /// A key the scheduler handed us (in a primitive's answer) and made us
+    /// want: one more local reference, the entry created if it is new.
+    fn adopt(&mut self, key: &Key, state: Option<KeyState>) {
+        if let Some(entry) = self.entries.get_mut(key) {
+            entry.refs += 1;
+            return;
+        }
+        let seq = self.take_seq();
+        let status = state.map_or(KeyStatus::Pending, KeyStatus::from);
+        let entry = Entry { refs: 1, status, spec: None, scatter: None, seq, acked: true, holds: Vec::new() };
+        self.entries.insert(key.clone(), entry);
+    }
+
+    /// The answer to a primitive request: adopt the futures it hands out.
+    pub(crate) fn on_primitive_reply(&mut self, req: RequestId, result: PrimitiveResult) {
+        if self.prims.remove(&req).is_none() {
+            return; // answered before, or abandoned
+        }
+        if let PrimitiveResult::Values(values) = &result {
+            for v in values {
+                if let ReplyValue::Future { key, state } = v {
+                    self.adopt(key, state.clone());
+                }
+            }
+        }
+        self.prim_replies.push_back((req, result));
+    }
+
     /// End the session: `Goodbye` goes out with the next batch if connected.
     pub fn goodbye(&mut self) {
         self.link = match self.link {
@@ -340,6 +414,7 @@ impl Session {
         };
         self.controls.clear();
         self.infos.clear();
+        self.prims.clear();
     }
 
     /// The status of a live key.
@@ -413,8 +488,8 @@ impl Session {
         if self.controls.len() > CONTROLS_MAX {
             return Err("too many controls kept".to_owned());
         }
-        if self.infos.keys().any(|r| r.0 >= self.next_req) {
-            return Err("an info request id from the future".to_owned());
+        if self.infos.keys().chain(self.prims.keys()).any(|r| r.0 >= self.next_req) {
+            return Err("a request id from the future".to_owned());
         }
         Ok(())
     }

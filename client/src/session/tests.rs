@@ -400,3 +400,79 @@ fn goodbye_goes_out_last_and_closes() {
     c.s.handle_disconnected();
     assert!(c.sent().is_empty());
 }
+
+fn primitive_reqs(msgs: &[ClientMsg]) -> Vec<(u64, reprise_proto::PrimitiveOp)> {
+    msgs.iter()
+        .filter_map(|m| match m {
+            ClientMsg::Primitive { req, op } => Some((req.0, op.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn lock_acquire() -> reprise_proto::PrimitiveOp {
+    reprise_proto::PrimitiveOp::LockAcquire { name: "L".into(), timeout_ms: None }
+}
+
+#[test]
+fn unanswered_primitive_requests_are_resent_after_a_reconnect_and_answered_ones_are_not() {
+    use reprise_proto::{PrimitiveOp, PrimitiveResult};
+    let mut c = Check::ready();
+    let a = c.s.primitive(lock_acquire());
+    let b = c.s.primitive(PrimitiveOp::EventSet { name: "E".into() });
+    assert_eq!(primitive_reqs(&c.sent()).len(), 2);
+    c.recv(ToClient::PrimitiveReply { req: b, result: PrimitiveResult::Done });
+    assert_eq!(c.s.poll_primitive_reply(), Some((b, PrimitiveResult::Done)));
+    let resent = primitive_reqs(&c.reconnect());
+    assert_eq!(resent, vec![(a.0, lock_acquire())], "only the blocked acquire goes again, with its id");
+    c.recv(ToClient::PrimitiveReply { req: a, result: PrimitiveResult::Granted });
+    c.recv(ToClient::PrimitiveReply { req: a, result: PrimitiveResult::Granted });
+    assert_eq!(c.s.poll_primitive_reply(), Some((a, PrimitiveResult::Granted)));
+    assert_eq!(c.s.poll_primitive_reply(), None, "a repeated answer is reported once");
+    assert_eq!(c.s.n_pending_primitives(), 0);
+}
+
+#[test]
+fn an_abandoned_request_is_withdrawn_not_resent_and_its_late_answer_ignored() {
+    use reprise_proto::{PrimitiveOp, PrimitiveResult};
+    let mut c = Check::ready();
+    let a = c.s.primitive(lock_acquire());
+    c.sent();
+    let withdraw = c.s.abandon(a);
+    assert_eq!(primitive_reqs(&c.sent()), vec![(withdraw.0, PrimitiveOp::Abandon { req: a })]);
+    c.recv(ToClient::PrimitiveReply { req: a, result: PrimitiveResult::Granted });
+    assert_eq!(c.s.poll_primitive_reply(), None);
+    // The withdrawal itself is resent until answered.
+    assert_eq!(primitive_reqs(&c.reconnect()), vec![(withdraw.0, PrimitiveOp::Abandon { req: a })]);
+}
+
+#[test]
+fn futures_handed_out_in_an_answer_are_adopted_with_one_reference_each() {
+    use reprise_proto::{PrimitiveOp, PrimitiveResult, ReplyValue};
+    let mut c = Check::ready();
+    let k = Key::from("inc-7");
+    let req = c.s.primitive(PrimitiveOp::QueueGetBatch { name: "Q".into(), n: 2 });
+    c.sent();
+    let values = vec![
+        ReplyValue::Future { key: k.clone(), state: None },
+        ReplyValue::Future { key: k.clone(), state: None },
+    ];
+    c.recv(ToClient::PrimitiveReply { req, result: PrimitiveResult::Values(values) });
+    assert_eq!(c.s.refs(&k), 2);
+    assert_eq!(c.s.status(&k), Some(&KeyStatus::Pending));
+    c.recv(finished(&k, &[0x08]));
+    assert!(matches!(c.s.status(&k), Some(KeyStatus::Finished { .. })), "updates reach adopted keys");
+    c.s.release_ref(&k, c.now_ms);
+    c.s.release_ref(&k, c.now_ms);
+    assert_eq!(released_keys(&c.sent()), ["inc-7"]);
+}
+
+#[test]
+fn a_closed_session_sends_no_primitive_request() {
+    let mut c = Check::ready();
+    c.s.goodbye();
+    c.sent();
+    c.s.primitive(lock_acquire());
+    assert!(c.sent().is_empty());
+    assert_eq!(c.s.n_pending_primitives(), 0);
+}

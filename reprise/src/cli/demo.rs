@@ -1,5 +1,7 @@
 //! The futures walkthrough of Dask's "Futures" documentation, translated to
-//! Rust, on an embedded cluster; each step prints what it returned.
+//! Rust, on a local cluster; each step prints what it returned. Midway, the
+//! scheduler is killed with `SIGKILL` while work is in flight and started
+//! again on the same port and data dir, and every result still arrives.
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -14,6 +16,10 @@ pub struct Args {
     /// Task slots per worker.
     #[arg(long, default_value_t = 2)]
     threads_per_worker: usize,
+    /// Run the scheduler inside this process (killed by dropping its socket
+    /// and core at once) instead of as a child process killed with SIGKILL.
+    #[arg(long)]
+    embedded_scheduler: bool,
 }
 
 /// Every wait of the demo is bounded, so a bug shows as an error, not a hang.
@@ -21,21 +27,25 @@ const STEP_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let started = Instant::now();
-    println!("Reprise demo: Dask's futures walkthrough on an embedded cluster\n");
-    let cluster = LocalCluster::builder()
-        .workers(args.workers)
-        .threads_per_worker(args.threads_per_worker)
-        .start()
-        .await
-        .context("starting the embedded cluster")?;
+    println!("Reprise demo: Dask's futures walkthrough on a local cluster, with a scheduler crash midway\n");
+    let mut builder = LocalCluster::builder().workers(args.workers).threads_per_worker(args.threads_per_worker);
+    if !args.embedded_scheduler {
+        let exe = std::env::current_exe().context("finding the reprise binary to run the scheduler")?;
+        builder = builder.scheduler_process(exe);
+    }
+    let mut cluster = builder.start().await.context("starting the local cluster")?;
+    let scheduler = match cluster.scheduler_pid() {
+        Some(pid) => format!("a scheduler process (pid {pid})"),
+        None => "an embedded scheduler".to_owned(),
+    };
     println!(
-        "started a scheduler on {} (log in {}) and workers {:?}",
+        "started {scheduler} on {} (log in {}) and in-process workers {:?}",
         cluster.scheduler_address(),
         cluster.data_dir().display(),
         cluster.worker_names()
     );
     let client = cluster.client().await?;
-    tokio::time::timeout(STEP_TIMEOUT * 5, walkthrough(&client))
+    tokio::time::timeout(STEP_TIMEOUT * 5, walkthrough(&client, &mut cluster))
         .await
         .context("the walkthrough did not finish in time")??;
     client.close().await?;
@@ -44,7 +54,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn walkthrough(client: &Client) -> anyhow::Result<()> {
+async fn walkthrough(client: &Client, cluster: &mut LocalCluster) -> anyhow::Result<()> {
     step("submit and result: inc(10), inc(20), add(a, b)");
     let a: Future<i64> = client.submit("inc", (10,))?;
     let b: Future<i64> = client.submit("inc", (20,))?;
@@ -67,6 +77,8 @@ async fn walkthrough(client: &Client) -> anyhow::Result<()> {
     let many: Vec<Future<i64>> = client.scatter_many(vec![1, 2, 3]).await?;
     let who = client.who_has(many.iter().map(|f| f.key().to_owned())).await?;
     println!("  scatter_many([1, 2, 3]) placed them on {:?}", who.values().collect::<Vec<_>>());
+
+    crash_and_restart(client, cluster, &c).await?;
 
     step("an error, and a dependent that inherits it");
     let bad: Future<i64> = client.submit("fail", ("something went wrong",))?;
@@ -117,6 +129,52 @@ async fn walkthrough(client: &Client) -> anyhow::Result<()> {
         println!("  {worker}: {} keys", keys.len());
     }
     drop((a, b, c, data, total, many, bad, dependent, slow, sleepy));
+    Ok(())
+}
+
+/// Kill the scheduler with work in flight and a submission pending, start
+/// it again on the same port and data dir, and show that everything arrives.
+async fn crash_and_restart(client: &Client, cluster: &mut LocalCluster, earlier: &Future<i64>) -> anyhow::Result<()> {
+    step("kill -9 the scheduler mid-flight, then start it again on the same port and data dir");
+    let n: i64 = 200;
+    let slow: Vec<Future<i64>> = (0..n).map(|i| client.submit("slowinc", (i, 0.01))).collect::<reprise::Result<_>>()?;
+    let total: Future<i64> = client.submit("sum", (&slow,))?;
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    while slow.iter().filter(|f| f.done()).count() < slow.len() / 3 {
+        anyhow::ensure!(Instant::now() < deadline, "the slow tasks made no progress");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let done = slow.iter().filter(|f| f.done()).count();
+    println!("  submitted slowinc(i, 10 ms) for i in 0..{n} and sum(..) of them: {done} done, the rest in flight");
+    let victim = match cluster.scheduler_pid() {
+        Some(pid) => format!("killed the scheduler process (pid {pid}) with SIGKILL"),
+        None => "killed the embedded scheduler: socket dropped, core stopped, nothing flushed on the way out".to_owned(),
+    };
+    cluster.kill_scheduler().await?;
+    println!("  {victim}");
+    let late: Future<i64> = client.submit("inc", (1000,))?;
+    println!("  submitted inc(1000) while the scheduler was down: the client keeps it until it is acknowledged");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let took = cluster.restart_scheduler().await?;
+    let pid = cluster.scheduler_pid().map_or(String::new(), |p| format!(" (pid {p})"));
+    println!("  started it again{pid} on {} in {took:.2?}", cluster.scheduler_address());
+    if let Some(recovery) = cluster.scheduler_recovery() {
+        println!("  it {recovery}");
+    }
+    let restarted = Instant::now();
+    let sum = tokio::time::timeout(STEP_TIMEOUT, total.result()).await??;
+    let xs = tokio::time::timeout(STEP_TIMEOUT, client.gather(&slow)).await??;
+    let late = tokio::time::timeout(STEP_TIMEOUT, late.result()).await??;
+    let expected: i64 = (1..=n).sum();
+    anyhow::ensure!(xs == (1..=n).collect::<Vec<i64>>(), "the slow tasks' results are wrong after the restart");
+    anyhow::ensure!(sum == expected && late == 1001, "wrong results after the restart: sum {sum}, inc(1000) {late}");
+    println!(
+        "  every result arrived {:.2?} after the restart: all {n} slowinc results correct, sum(..) = {sum}, inc(1000) = {late}",
+        restarted.elapsed()
+    );
+    println!("  a future from before the crash still resolves: c = {}", earlier.result().await?);
+    let info = client.scheduler_info().await?;
+    println!("  workers back: {:?}; the log is at seq {}", info.workers.iter().map(|w| w.id.to_string()).collect::<Vec<_>>(), info.last_seq);
     Ok(())
 }
 

@@ -1,4 +1,9 @@
 //! Command-line parsing and one module per subcommand.
+mod bench;
+mod bench_coordination;
+mod bench_dask;
+mod bench_recovery;
+mod bench_tasks;
 mod demo;
 mod local;
 mod log;
@@ -32,6 +37,8 @@ enum Command {
     /// Read a scheduler's log while the scheduler is stopped.
     #[command(subcommand)]
     Log(log::Command),
+    /// Measure (e.g. `reprise bench coordination --dask-python /tmp/daskenv/bin/python`).
+    Bench(bench::Args),
 }
 
 /// How durable each commit batch is.
@@ -59,6 +66,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Local(args) => local::run(args).await,
         Command::Demo(args) => demo::run(args).await,
         Command::Status(args) => status::run(args).await,
+        Command::Bench(args) => bench::run(args).await,
         Command::Log(command) => log::run(command).await,
     }
 }

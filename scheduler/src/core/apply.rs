@@ -41,6 +41,7 @@ impl State {
                 self.join(worker, *nthreads, address, functions, resources)
             }
             Event::WorkerRemoved { worker } => self.remove_worker(worker),
+            primitive => self.apply_primitive(primitive),
         };
         if !changed {
             self.n_ignored_events = self.n_ignored_events.saturating_add(1);
@@ -141,6 +142,7 @@ impl State {
 
     fn remove_client(&mut self, client: &ClientId) -> bool {
         let Some(wants) = self.clients.remove(client) else { return false };
+        self.primitives_client_removed(client);
         for key in &wants {
             if let Some(task) = self.tasks.get_mut(key) {
                 task.wanted_by.remove(client);
@@ -186,7 +188,16 @@ impl State {
         if want {
             wants.insert(key.clone()) | task.wanted_by.insert(client.clone())
         } else {
-            wants.remove(key) | task.wanted_by.remove(client)
+            let changed = wants.remove(key) | task.wanted_by.remove(client);
+            // Planted bug for the simulator: the release counts twice, and
+            // another wanter loses its reference too.
+            #[cfg(feature = "planted-refcount-twice")]
+            if let Some(other) = task.wanted_by.pop_first() {
+                if let Some(wants) = self.clients.get_mut(&other) {
+                    wants.remove(key);
+                }
+            }
+            changed
         }
     }
 

@@ -47,6 +47,7 @@ impl Scheduler {
                 let body = self.info(&what);
                 cx.send_client(client, ToClient::Reply { req, body });
             }
+            ClientMsg::Primitive { req, op } => self.primitive(cx, client, req, op, now),
             ClientMsg::Heartbeat => cx.send_client(client, ToClient::Heartbeat),
             ClientMsg::Goodbye => self.remove_client(cx, client),
         }
@@ -203,6 +204,7 @@ impl Scheduler {
     pub(crate) fn remove_client(&mut self, cx: &mut Cx, client: &ClientId) {
         let wants: Vec<Key> = self.state.client_wants(client).into_iter().flatten().cloned().collect();
         self.release(cx, client, wants);
+        self.remove_client_primitives(cx, client);
         self.run_cascades(cx);
         self.sessions.drop_client(client);
         if self.state.has_client(client) {
@@ -257,6 +259,7 @@ impl Scheduler {
             let clients: Vec<ClientId> = task.wanted_by().iter().cloned().collect();
             let holders: Vec<Holder> = task.holders().iter().cloned().collect();
             let deps: Vec<Key> = task.deps().iter().cloned().collect();
+            self.purge_primitive_refs(cx, k);
             for client in clients {
                 self.emit(cx, Event::ClientReleased { client, key: k.clone() });
             }

@@ -30,6 +30,7 @@ impl State {
         self.check_workers()?;
         self.check_clients()?;
         self.check_indices()?;
+        self.check_primitives()?;
         ensure(self.next_attempt >= 1, || "attempt numbers start at 1".to_owned())
     }
 

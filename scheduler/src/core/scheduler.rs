@@ -3,6 +3,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use reprise_proto::{ClientId, Event, Key, ToClient, ToWorker, WorkerId};
 
+use super::prims::waiters::Waiters;
 use super::sessions::Sessions;
 use super::{Config, Decision, Effect, Input, Millis, State};
 
@@ -12,10 +13,22 @@ pub struct Scheduler {
     pub(crate) config: Config,
     pub(crate) state: State,
     pub(crate) sessions: Sessions,
+    /// Requests blocked on a primitive (volatile, like the sessions).
+    pub(crate) waiters: Waiters,
     /// The last durable log sequence number, as the service reports it; only
     /// used to answer `SchedulerInfo`.
     pub(crate) last_seq: u64,
+    /// Decisions taken, for spacing the debug builds' invariant checks.
+    decisions: u64,
 }
+
+/// Debug builds check the invariants after every decision while the state
+/// holds at most this many tasks, and on a stride that grows with the state
+/// beyond, so that their cost stays linear in the work: checking a state of
+/// 10,000 live tasks after every input (a linear check each time) stalled a
+/// debug scheduler for minutes in the end-to-end restart soak test. The
+/// tests and the simulator call `check_invariants` after every step anyway.
+const DEBUG_CHECK_TASKS: u64 = 512;
 
 /// How much of the queue to look at again at the end of a decision.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
@@ -67,17 +80,17 @@ impl Scheduler {
     }
 
     /// A scheduler over a replayed state. Every known worker and client
-    /// counts as seen at `now`, which gives each one heartbeat timeout to
-    /// come back; workers get no new tasks until they register again.
+    /// gets the reconnect grace period from `now` to come back; workers get
+    /// no new tasks until they register again.
     pub fn from_state(config: Config, state: State, now: Millis) -> Self {
         let mut sessions = Sessions::default();
         for worker in state.workers.keys() {
-            sessions.seen_worker(worker, now);
+            sessions.returning_worker(worker, now, config.reconnect_grace_ms);
         }
         for client in state.clients.keys() {
-            sessions.seen_client(client, now);
+            sessions.returning_client(client, now, config.reconnect_grace_ms);
         }
-        Scheduler { config, state, sessions, last_seq: 0 }
+        Scheduler { config, state, sessions, waiters: Waiters::default(), last_seq: 0, decisions: 0 }
     }
 
     /// Decide what `input` leads to at time `now`. Never panics, whatever
@@ -91,7 +104,10 @@ impl Scheduler {
             Input::Tick => self.handle_tick(&mut cx, now),
         }
         self.finish_decision(&mut cx);
-        debug_assert_eq!(self.check_invariants(), Ok(()), "after {:?}", cx.dec);
+        self.decisions += 1;
+        if cfg!(debug_assertions) && self.decisions % (self.state.n_tasks() as u64 / DEBUG_CHECK_TASKS).max(1) == 0 {
+            debug_assert_eq!(self.check_invariants(), Ok(()), "after {:?}", cx.dec);
+        }
         cx.dec
     }
 
@@ -105,9 +121,16 @@ impl Scheduler {
     }
 
     /// When a [`Input::Tick`] is next useful: the first moment some peer
-    /// will have been silent for longer than the heartbeat timeout.
+    /// will have been silent for longer than the heartbeat timeout, a
+    /// blocked request's timeout runs out, or a lease expires.
     pub fn next_deadline(&self) -> Option<Millis> {
-        self.sessions.next_deadline(self.config.heartbeat_timeout_ms)
+        let peers = self.sessions.next_deadline(self.config.heartbeat_timeout_ms);
+        [peers, self.primitives_next_deadline()].into_iter().flatten().min()
+    }
+
+    /// How many requests wait on a primitive.
+    pub fn n_waiters(&self) -> usize {
+        self.waiters.len()
     }
 
     /// Workers that registered with this scheduler run and can get tasks.
@@ -137,6 +160,7 @@ impl Scheduler {
         if known != self.sessions.client_seen.keys().collect() {
             return Err("heartbeat records disagree with the known clients".to_owned());
         }
+        self.check_waiters()?;
         // Slots are filled eagerly: nothing waits that a live worker could take now.
         let parked = self.state.queued().chain(self.state.no_worker.iter());
         if let Some(key) = parked.into_iter().find(|k| self.assignable(k)) {
@@ -197,5 +221,6 @@ impl Scheduler {
         for worker in &workers {
             self.remove_worker(cx, worker);
         }
+        self.expire_primitives(cx, now);
     }
 }

@@ -4,6 +4,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use reprise_proto::{Attempt, ClientId, Holder, Key, TaskError, TaskSpec, WorkerId};
 use serde::{Deserialize, Serialize};
 
+use super::prims::Primitives;
+
 /// Where a key's value comes from.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Origin {
@@ -210,6 +212,8 @@ pub struct State {
     pub(crate) next_attempt: u64,
     /// Events that made no sense for the state they met and changed nothing.
     pub(crate) n_ignored_events: u64,
+    /// Variables, queues, locks, semaphores, events and datasets.
+    pub(crate) prims: Primitives,
 }
 
 impl Default for State {
@@ -224,6 +228,7 @@ impl Default for State {
             // Attempt 0 is never handed out, so a default Attempt is always stale.
             next_attempt: 1,
             n_ignored_events: 0,
+            prims: Primitives::default(),
         }
     }
 }

@@ -99,16 +99,37 @@ impl Scheduler {
         cx.rescan(Rescan::NoWorker);
     }
 
-    /// Keys it holds that are in memory become replicas; keys the state
-    /// thinks it holds but it does not report are gone; anything else it
-    /// holds is not wanted here and is freed.
+    /// Keys it holds that are in memory become replicas; a key it holds
+    /// that the state has running on it finished while its report was lost
+    /// with the connection, and is taken as finished; a key it holds that
+    /// the state has ready to run finished under an assignment that a
+    /// scheduler crash lost before it was logged, and is taken as finished
+    /// too (rather than run again); keys the state thinks it holds but it
+    /// does not report are gone; anything else it holds is not wanted here
+    /// and is freed. Keys go in submission order, so that an input taken as
+    /// finished makes its dependent ready before the dependent is looked at.
     fn reconcile_data(&mut self, cx: &mut Cx, worker: &WorkerId, held: Vec<(Key, u64)>) {
         let held: BTreeMap<Key, u64> = held.into_iter().collect();
-        for key in held.keys() {
+        let mut in_order: Vec<(u64, &Key, u64)> =
+            held.iter().map(|(k, n)| (self.state.task(k).map_or(u64::MAX, |t| t.order()), k, *n)).collect();
+        in_order.sort();
+        for (_, key, nbytes) in in_order {
             match self.state.task_state(key) {
                 Some(TaskState::Memory { who_has, .. }) if who_has.contains(worker) => {}
                 Some(TaskState::Memory { .. }) if self.copy_is_useful(key) => {
                     self.emit(cx, Event::ReplicaAdded { key: key.clone(), worker: worker.clone() });
+                }
+                // Found by the simulator: dropping this result (and counting
+                // the worker as having died under the task) recomputed it.
+                #[cfg(not(feature = "planted-reregister-drops-result"))]
+                Some(TaskState::Processing { worker: w, attempt }) if w == worker => {
+                    let attempt = *attempt;
+                    self.finished(cx, worker, key.clone(), attempt, nbytes, None);
+                }
+                Some(state) if self.lost_assignment(key, state) => {
+                    let attempt = self.state.next_attempt();
+                    self.emit(cx, Event::TaskAssigned { key: key.clone(), worker: worker.clone(), attempt });
+                    self.finished(cx, worker, key.clone(), attempt, nbytes, None);
                 }
                 _ => cx.free(worker, key),
             }
@@ -121,6 +142,14 @@ impl Scheduler {
         }
     }
 
+    /// A computed task in this state is waiting for a worker: if a worker
+    /// holds its result or runs it, the assignment was lost with a crash
+    /// before it was logged (assignments leave before their batch is durable).
+    fn lost_assignment(&self, key: &Key, state: &TaskState) -> bool {
+        let waits_for_a_worker = state.is_ready() || matches!(state, TaskState::Queued | TaskState::NoWorker);
+        waits_for_a_worker && self.state.task(key).is_some_and(|t| t.spec().is_some())
+    }
+
     /// One more copy of the key is worth tracking: it is scattered data
     /// (which cannot be recomputed), or someone still needs it.
     fn copy_is_useful(&self, key: &Key) -> bool {
@@ -130,8 +159,11 @@ impl Scheduler {
     }
 
     /// Attempts it runs that the state also has stay; attempts the state
-    /// has on it but it does not run are rescheduled; attempts it runs
-    /// that are not wanted are cancelled.
+    /// has on it but it does not run are rescheduled; an attempt it runs of
+    /// a task the state has ready to run was assigned just before a crash
+    /// lost the assignment, and is adopted (the attempt number is not in
+    /// use: nothing else runs the task); other attempts it runs are not
+    /// wanted and are cancelled.
     fn reconcile_running(&mut self, cx: &mut Cx, worker: &WorkerId, running: Vec<(Key, Attempt)>) {
         let running: BTreeMap<Key, Attempt> = running.into_iter().collect();
         let believed: Vec<Key> =
@@ -147,8 +179,12 @@ impl Scheduler {
         }
         for (key, attempt) in running {
             let current = TaskState::Processing { worker: worker.clone(), attempt };
-            if self.state.task_state(&key) != Some(&current) {
-                cx.send_worker(worker, ToWorker::Cancel { key, attempt });
+            match self.state.task_state(&key) {
+                Some(state) if state == &current => {}
+                Some(state) if self.lost_assignment(&key, state) => {
+                    self.emit(cx, Event::TaskAssigned { key, worker: worker.clone(), attempt });
+                }
+                _ => cx.send_worker(worker, ToWorker::Cancel { key, attempt }),
             }
         }
     }

@@ -18,6 +18,7 @@ mod recover;
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use reprise_log::LogOptions;
 
@@ -63,10 +64,24 @@ pub enum ServiceError {
     CoreThread(String),
 }
 
+/// What start-up read from the log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecoveryStats {
+    /// The sequence number of the snapshot loaded, if there was one.
+    pub snapshot_seq: Option<u64>,
+    /// Events replayed after the snapshot.
+    pub n_replayed: u64,
+    /// The last sequence number in the log.
+    pub last_seq: u64,
+    /// Opening the log, checking it and rebuilding the state.
+    pub took: Duration,
+}
+
 /// A running scheduler service.
 pub struct SchedulerHandle {
     address: String,
     metrics: Arc<Metrics>,
+    recovery: RecoveryStats,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     core_thread: Option<std::thread::JoinHandle<Result<(), ServiceError>>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -90,6 +105,12 @@ pub async fn start(config: SchedulerConfig) -> Result<SchedulerHandle, ServiceEr
     let opened = tokio::task::spawn_blocking(move || recover::open_and_recover(&dir, log_options))
         .await
         .map_err(|e| ServiceError::CoreThread(e.to_string()))??;
+    let recovery = RecoveryStats {
+        snapshot_seq: opened.1.snapshot_seq.map(|s| s.0),
+        n_replayed: opened.1.n_replayed,
+        last_seq: opened.1.last_seq.0,
+        took: opened.1.took,
+    };
     let (socket, address) = net::bind(&config.listen).await?;
     let (inbound_tx, inbound_rx) = tokio::sync::mpsc::channel(net::INBOUND_FRAMES_MAX);
     let (outbound_tx, outbound_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -121,7 +142,15 @@ pub async fn start(config: SchedulerConfig) -> Result<SchedulerHandle, ServiceEr
             result
         })
         .map_err(|e| ServiceError::CoreThread(e.to_string()))?;
-    Ok(SchedulerHandle { address, metrics, stop: Some(stop_tx), core_thread: Some(core_thread), tasks, done: done_rx })
+    Ok(SchedulerHandle {
+        address,
+        metrics,
+        recovery,
+        stop: Some(stop_tx),
+        core_thread: Some(core_thread),
+        tasks,
+        done: done_rx,
+    })
 }
 
 impl SchedulerHandle {
@@ -132,6 +161,11 @@ impl SchedulerHandle {
 
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
+    }
+
+    /// What start-up read from the log.
+    pub fn recovery(&self) -> &RecoveryStats {
+        &self.recovery
     }
 
     /// Resolves when the service stopped on its own (a fatal log error, or a shutdown request).
@@ -155,6 +189,31 @@ impl SchedulerHandle {
             task.abort();
         }
         result
+    }
+
+    /// Stop at once, as `kill -9` would: the socket closes first, so no
+    /// effect of the batch in hand leaves, and peers see the connection
+    /// drop; the core thread then stops at its next wake without handling
+    /// what is queued. Every batch the core handled before was flushed
+    /// before its effects left, so nothing anyone relied on is lost. When
+    /// this returns, the address and the data dir are free for a new start.
+    pub async fn kill(mut self) -> Result<(), ServiceError> {
+        for task in self.tasks.drain(..) {
+            task.abort();
+            // Awaiting the aborted task drops the socket halves, which stops
+            // the listener and closes every peer connection.
+            let _ = task.await;
+        }
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.core_thread.take() {
+            Some(thread) => tokio::task::spawn_blocking(move || thread.join())
+                .await
+                .map_err(|e| ServiceError::CoreThread(e.to_string()))?
+                .map_err(|_| ServiceError::CoreThread("the core thread panicked".into()))?,
+            None => Ok(()),
+        }
     }
 }
 

@@ -5,8 +5,8 @@
 #![allow(dead_code)]
 
 use reprise_proto::{
-    Attempt, ClientId, ClientMsg, Event, EventKind, Key, KeyState, KeyUpdate, TaskError, TaskErrorKind, TaskSpec,
-    ToClient, ToWorker, WorkerId, WorkerMsg,
+    Attempt, ClientId, ClientMsg, Event, EventKind, Key, KeyState, KeyUpdate, PrimitiveOp, PrimitiveResult, RequestId,
+    TaskError, TaskErrorKind, TaskSpec, ToClient, ToWorker, WorkerId, WorkerMsg,
 };
 use reprise_scheduler::core::{Config, Decision, Effect, Input, Millis, Scheduler, State, TaskState};
 
@@ -133,6 +133,11 @@ impl Harness {
         self.worker_msg(w.as_str(), WorkerMsg::Erred { key: key(k), attempt, error })
     }
 
+    /// Request `req` of client `c` on a primitive.
+    pub fn prim(&mut self, c: &str, req: u64, op: PrimitiveOp) -> Decision {
+        self.client_msg(c, ClientMsg::Primitive { req: RequestId(req), op })
+    }
+
     pub fn advance_ms(&mut self, ms: Millis) {
         self.now += ms;
     }
@@ -162,6 +167,10 @@ pub trait DecisionExt {
     /// Keys whose attempt `w` is told to cancel.
     fn cancels(&self, w: &str) -> Vec<String>;
     fn events_for(&self, k: &str) -> Vec<EventKind>;
+    /// (request, result) of every primitive reply to `c`, in order.
+    fn prim_replies(&self, c: &str) -> Vec<(u64, PrimitiveResult)>;
+    /// The reply to request `req` of `c`, if the decision holds one.
+    fn prim_reply(&self, c: &str, req: u64) -> Option<PrimitiveResult>;
 }
 
 fn event_key(ev: &Event) -> Option<&Key> {
@@ -251,6 +260,18 @@ impl DecisionExt for Decision {
                 _ => None,
             })
             .collect()
+    }
+    fn prim_replies(&self, c: &str) -> Vec<(u64, PrimitiveResult)> {
+        self.to_client(c)
+            .into_iter()
+            .filter_map(|m| match m {
+                ToClient::PrimitiveReply { req, result } => Some((req.0, result)),
+                _ => None,
+            })
+            .collect()
+    }
+    fn prim_reply(&self, c: &str, req: u64) -> Option<PrimitiveResult> {
+        self.prim_replies(c).into_iter().find(|(r, _)| *r == req).map(|(_, result)| result)
     }
     fn events_for(&self, k: &str) -> Vec<EventKind> {
         self.events.iter().filter(|e| event_key(e).is_some_and(|x| x.as_str() == k)).map(Event::kind).collect()

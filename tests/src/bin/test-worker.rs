@@ -64,6 +64,14 @@ fn counted(log: String, label: String, inputs: Vec<i64>, sleep_ms: u64) -> Resul
     Ok(inputs.into_iter().fold(1, i64::wrapping_add))
 }
 
+/// `counted` for a result too large to travel inline: record the execution
+/// as `counted` does and return `n` zero bytes (a CBOR array, so `n`
+/// encoded bytes), which only the worker that made them holds.
+fn counted_blob(log: String, label: String, n: u64) -> Result<Vec<u8>, String> {
+    counted(log, label, Vec::new(), 0)?;
+    Ok(vec![0; usize::try_from(n).map_err(|e| e.to_string())?])
+}
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     // As `reprise worker` does: one line naming what went wrong.
@@ -83,7 +91,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .task("write_file", write_file)
         .task("to_text", to_text)
         .task("marked_sleep", marked_sleep)
-        .task("counted", counted);
+        .task("counted", counted)
+        .task("counted_blob", counted_blob);
     if let Some(name) = args.name {
         builder = builder.name(name);
     }

@@ -441,3 +441,125 @@ fn newer_attempt_replaces_an_executing_one_whose_result_is_then_ignored() {
     h.done("a", 2, Ok(cbor(&1)));
     assert_eq!(finished_keys(&h.messages()), vec![("a".into(), 2)]);
 }
+
+impl Harness {
+    fn secede(&mut self, key: &str, attempt: u64) {
+        self.core.handle_seceded(Key::from(key), Attempt(attempt));
+        self.check();
+    }
+
+    fn rejoin(&mut self, key: &str, attempt: u64) {
+        self.core.handle_rejoin(Key::from(key), Attempt(attempt));
+        self.check();
+    }
+}
+
+fn resumed(effects: &[Effect]) -> Vec<String> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Resume { key, .. } => Some(key.0.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn started(effects: &[Effect]) -> Vec<String> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Execute(job) => Some(job.key.0.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The shape of a task that submits tasks and waits for them on a
+/// one-thread worker: it secedes, the tasks it waits for run in its slot,
+/// and it gets a slot back only when one is free.
+#[test]
+fn seceded_task_frees_its_slot_so_a_one_thread_worker_runs_what_it_waits_for() {
+    let mut h = Harness::registered(1);
+    h.recv(compute("fanout", 1, "inc", vec![]));
+    assert_eq!(started(&h.effects()), vec!["fanout"]);
+    h.recv(compute("inc-a", 1, "inc", vec![]));
+    h.recv(compute("inc-b", 1, "inc", vec![]));
+    assert!(h.effects().is_empty(), "the one slot is taken");
+    h.secede("fanout", 1);
+    assert_eq!((h.core.n_executing(), h.core.n_seceded()), (1, 1));
+    assert_eq!(started(&h.effects()), vec!["inc-a"]);
+    h.done("inc-a", 1, Ok(cbor(&1)));
+    assert_eq!(started(&h.effects()), vec!["inc-b"]);
+    // Rejoining waits while inc-b holds the slot…
+    h.rejoin("fanout", 1);
+    assert!(resumed(&h.effects()).is_empty());
+    h.recv(compute("inc-c", 1, "inc", vec![]));
+    // …and gets it before the task that became ready meanwhile.
+    h.done("inc-b", 1, Ok(cbor(&2)));
+    assert_eq!(resumed(&h.effects()), vec!["fanout"]);
+    assert_eq!((h.core.n_executing(), h.core.n_seceded()), (1, 0));
+    h.done("fanout", 1, Ok(cbor(&3)));
+    assert_eq!(started(&h.effects()), vec!["inc-c"]);
+    assert_eq!(finished_keys(&h.messages()), vec![("inc-a".into(), 1), ("inc-b".into(), 1), ("fanout".into(), 1)]);
+}
+
+#[test]
+fn seceded_task_that_ends_without_rejoining_frees_no_second_slot() {
+    let mut h = Harness::registered(1);
+    h.recv(compute("a", 1, "inc", vec![]));
+    h.recv(compute("b", 1, "inc", vec![]));
+    h.effects();
+    h.secede("a", 1);
+    assert_eq!(started(&h.effects()), vec!["b"]);
+    h.done("a", 1, Ok(cbor(&1)));
+    assert_eq!(h.core.n_executing(), 1, "b still holds the one slot");
+    assert_eq!(h.core.n_seceded(), 0);
+    h.done("b", 1, Ok(cbor(&1)));
+    assert_eq!(h.core.n_executing(), 0);
+}
+
+#[test]
+fn rejoin_without_secede_resumes_at_once_and_secede_twice_counts_once() {
+    let mut h = Harness::registered(1);
+    h.recv(compute("a", 1, "inc", vec![]));
+    h.effects();
+    h.rejoin("a", 1);
+    assert_eq!(resumed(&h.effects()), vec!["a"]);
+    h.secede("a", 1);
+    h.secede("a", 1);
+    assert_eq!((h.core.n_executing(), h.core.n_seceded()), (0, 1));
+    h.secede("unknown", 1);
+    assert_eq!(h.core.n_seceded(), 1);
+}
+
+#[test]
+fn cancelled_seceded_task_still_waits_for_a_slot_to_rejoin() {
+    let mut h = Harness::registered(1);
+    h.recv(compute("a", 1, "inc", vec![]));
+    h.effects();
+    h.secede("a", 1);
+    h.recv(ToWorker::Cancel { key: Key::from("a"), attempt: Attempt(1) });
+    h.recv(compute("b", 1, "inc", vec![]));
+    assert_eq!(started(&h.effects()), vec!["b"]);
+    h.rejoin("a", 1);
+    assert!(resumed(&h.effects()).is_empty());
+    h.done("b", 1, Ok(cbor(&1)));
+    assert_eq!(resumed(&h.effects()), vec!["a"]);
+    h.done("a", 1, Ok(cbor(&1)));
+    assert_eq!(finished_keys(&h.messages()), vec![("b".into(), 1)], "the cancelled result is discarded");
+    assert_eq!(h.core.n_executing(), 0);
+}
+
+#[test]
+fn actor_marker_never_travels_inline() {
+    let mut h = Harness::registered(1);
+    let task = ComputeTask { key: Key::from("actor:C-1"), attempt: Attempt(1), func: "actor:C".into(), args: cbor(&()), deps: vec![] };
+    h.core.config.functions.push("actor:C".into());
+    h.recv(ToWorker::Compute(task));
+    assert_eq!(started(&h.effects()), vec!["actor:C-1"]);
+    h.done("actor:C-1", 1, Ok(cbor(&"marker")));
+    match h.messages().as_slice() {
+        [WorkerMsg::Finished { inline: None, nbytes, .. }] => assert_eq!(*nbytes, 7),
+        other => panic!("{other:?}"),
+    }
+}

@@ -1,0 +1,34 @@
+//! Scenarios as proptest values: a property over random scenarios, and
+//! shrinking a failing one down to what makes it fail.
+use proptest::prelude::*;
+use reprise_sim::scenario::scenario_strategy;
+use reprise_sim::{run_scenario, run_seed, shrink, Invariant, SimOptions};
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn any_scenario_holds_every_invariant(scenario in scenario_strategy(&SimOptions::default())) {
+        let (result, ..) = run_scenario(&scenario, &SimOptions::default());
+        prop_assert!(result.is_ok(), "{}", result.unwrap_err());
+    }
+}
+
+/// With no time at all to resolve futures after the faults, almost every
+/// scenario fails; shrinking must reduce one to a single submission.
+#[test]
+fn shrinking_reduces_a_failing_scenario_to_its_core() {
+    let opts = SimOptions { liveness_ms: 1, ..SimOptions::default() };
+    let seed = (0..100)
+        .find(|s| {
+            let outcome = run_seed(*s, &opts);
+            outcome.scenario.ops.len() > 10 && outcome.result.is_err()
+        })
+        .expect("some seed fails without time to resolve");
+    let shrunk = shrink(seed, &opts, 2_000).expect("the seed fails");
+    assert_eq!(shrunk.violation.invariant, Invariant::Liveness);
+    assert!(shrunk.original.ops.len() > 10);
+    assert_eq!(shrunk.minimal.ops.len(), 1, "{}", reprise_sim::cli::describe(&shrunk.minimal));
+    let (again, ..) = run_scenario(&shrunk.minimal, &opts);
+    assert_eq!(again.map_err(|v| v.invariant), Err(Invariant::Liveness), "the minimal scenario still fails");
+}
