@@ -101,7 +101,11 @@ fn sweep(args: &Args, out: &mut dyn Write) -> io::Result<bool> {
     let outcome = explain(first.seed, &args.opts);
     write!(out, "{}", outcome.report())?;
     if outcome.result.as_ref().err() != Some(&first.violation) {
-        writeln!(out, "warning: the re-run differs from the sweep ({}): the run is not deterministic", first.violation)?;
+        writeln!(
+            out,
+            "warning: the re-run differs from the sweep ({}): the run is not deterministic",
+            first.violation
+        )?;
     }
     Ok(false)
 }

@@ -33,6 +33,10 @@ pub struct SimOptions {
     pub quiescence_ms: u64,
     /// Threads [`run_seeds`] spreads seeds over (each run is one thread).
     pub jobs: usize,
+    /// Also draw one-way stalls (a peer's messages to the scheduler stall,
+    /// the scheduler's still reach it). Off by default: they reproduce a
+    /// known client-session problem (see README.md).
+    pub one_way_stalls: bool,
 }
 
 impl Default for SimOptions {
@@ -47,6 +51,7 @@ impl Default for SimOptions {
             liveness_ms: 180_000,
             quiescence_ms: 60_000,
             jobs: 1,
+            one_way_stalls: false,
         }
     }
 }

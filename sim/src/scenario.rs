@@ -72,6 +72,8 @@ pub struct Mix {
     pub partition: u32,
     pub vanish: u32,
     pub goodbye: u32,
+    /// Only with [`SimOptions::one_way_stalls`].
+    pub stall: u32,
 }
 
 /// An operation and the simulated time before it.
@@ -85,40 +87,103 @@ pub struct TimedOp {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Op {
     /// The client submits new tasks (one message), holding one handle to each.
-    Submit { client: u8, tasks: Vec<TaskDef> },
+    Submit {
+        client: u8,
+        tasks: Vec<TaskDef>,
+    },
     /// The client submits the spec of a key another client holds: the two
     /// share the key (as with a future obtained from a dataset).
-    Share { client: u8, from: u8, pick: u16 },
+    Share {
+        client: u8,
+        from: u8,
+        pick: u16,
+    },
     /// The client clones a handle.
-    AddRef { client: u8, pick: u16 },
+    AddRef {
+        client: u8,
+        pick: u16,
+    },
     /// The client drops a handle.
-    Release { client: u8, pick: u16 },
-    Cancel { client: u8, pick: u16 },
+    Release {
+        client: u8,
+        pick: u16,
+    },
+    Cancel {
+        client: u8,
+        pick: u16,
+    },
     /// `fire_and_forget`, then (if `drop`) the handle is dropped.
-    FireAndForget { client: u8, pick: u16, drop: bool },
-    Retry { client: u8, pick: u16 },
+    FireAndForget {
+        client: u8,
+        pick: u16,
+        drop: bool,
+    },
+    Retry {
+        client: u8,
+        pick: u16,
+    },
     /// The client puts a value on a worker's peer socket and registers it.
-    Scatter { client: u8, worker: u8, big: bool },
-    Info { client: u8, what: u8 },
+    Scatter {
+        client: u8,
+        worker: u8,
+        big: bool,
+    },
+    Info {
+        client: u8,
+        what: u8,
+    },
     /// The client acquires Lock `lock{name % 2}` (waiting at most
     /// `timeout_ms` when set) and releases it `hold_ms` after it is granted.
-    Lock { client: u8, name: u8, hold_ms: u16, timeout_ms: Option<u16> },
+    Lock {
+        client: u8,
+        name: u8,
+        hold_ms: u16,
+        timeout_ms: Option<u16>,
+    },
     /// The same with a lease on Semaphore `sem{n}` (n = `name % 2`), which
     /// allows n + 1 leases.
-    Semaphore { client: u8, name: u8, hold_ms: u16, timeout_ms: Option<u16> },
+    Semaphore {
+        client: u8,
+        name: u8,
+        hold_ms: u16,
+        timeout_ms: Option<u16>,
+    },
     /// The scheduler process dies at `at`, its unflushed tail meeting `tail`,
     /// and starts again `down_ms` later.
-    CrashScheduler { at: CrashPoint, tail: TailFate, down_ms: u16 },
+    CrashScheduler {
+        at: CrashPoint,
+        tail: TailFate,
+        down_ms: u16,
+    },
     /// A worker process dies (its data with it) and starts afresh later.
-    CrashWorker { worker: u8, down_ms: u16 },
+    CrashWorker {
+        worker: u8,
+        down_ms: u16,
+    },
     /// A connection to the scheduler breaks; messages in flight are lost.
-    DropLink { peer: PeerRef, notify: bool },
+    DropLink {
+        peer: PeerRef,
+        notify: bool,
+    },
     /// A peer's connection stalls for `ms` (messages wait, none is lost).
-    Partition { peer: PeerRef, ms: u16 },
+    Partition {
+        peer: PeerRef,
+        ms: u16,
+    },
+    /// Only the peer's messages to the scheduler stall for `ms`; the
+    /// scheduler's still reach it.
+    Stall {
+        peer: PeerRef,
+        ms: u16,
+    },
     /// The client process dies without a word; a fresh client takes its slot.
-    Vanish { client: u8 },
+    Vanish {
+        client: u8,
+    },
     /// The client says goodbye; a fresh client takes its slot.
-    Goodbye { client: u8 },
+    Goodbye {
+        client: u8,
+    },
 }
 
 /// Where in its commit cycle the scheduler dies.
@@ -223,7 +288,7 @@ fn params_strategy(opts: &SimOptions) -> impl Strategy<Value = Params> {
     )
 }
 
-fn mix_strategy(faults: FaultProfile) -> impl Strategy<Value = Mix> {
+fn mix_strategy(faults: FaultProfile, one_way_stalls: bool) -> impl Strategy<Value = Mix> {
     (vec(0u32..=3, 11), vec(0u32..=3, 6)).prop_map(move |(w, f)| {
         let fault = |x: u32| match faults {
             FaultProfile::None => 0,
@@ -249,6 +314,7 @@ fn mix_strategy(faults: FaultProfile) -> impl Strategy<Value = Mix> {
             partition: fault(f[3]),
             vanish: fault(f[4]) / 2,
             goodbye: fault(f[5]) / 3,
+            stall: if one_way_stalls { fault(f[3]) } else { 0 },
         }
     })
 }
@@ -290,7 +356,10 @@ fn op_strategy(mix: Mix) -> BoxedStrategy<Op> {
     let crash_point = prop_oneof![Just(CrashPoint::Now), Just(CrashPoint::BeforeFlush), Just(CrashPoint::BeforeSend)];
     let tail = prop_oneof![2 => Just(TailFate::Lost), 1 => Just(TailFate::Kept), 1 => Just(TailFate::Torn)];
     let options: Vec<(u32, BoxedStrategy<Op>)> = vec![
-        (mix.submit, (c(), vec(task_strategy(), 1..=4)).prop_map(|(client, tasks)| Op::Submit { client, tasks }).boxed()),
+        (
+            mix.submit,
+            (c(), vec(task_strategy(), 1..=4)).prop_map(|(client, tasks)| Op::Submit { client, tasks }).boxed(),
+        ),
         (mix.share, (c(), c(), pick()).prop_map(|(client, from, pick)| Op::Share { client, from, pick }).boxed()),
         (mix.add_ref, (c(), pick()).prop_map(|(client, pick)| Op::AddRef { client, pick }).boxed()),
         (mix.release, (c(), pick()).prop_map(|(client, pick)| Op::Release { client, pick }).boxed()),
@@ -304,7 +373,9 @@ fn op_strategy(mix: Mix) -> BoxedStrategy<Op> {
         (mix.retry, (c(), pick()).prop_map(|(client, pick)| Op::Retry { client, pick }).boxed()),
         (
             mix.scatter,
-            (c(), any::<u8>(), any::<bool>()).prop_map(|(client, worker, big)| Op::Scatter { client, worker, big }).boxed(),
+            (c(), any::<u8>(), any::<bool>())
+                .prop_map(|(client, worker, big)| Op::Scatter { client, worker, big })
+                .boxed(),
         ),
         (mix.info, (c(), 0u8..5).prop_map(|(client, what)| Op::Info { client, what }).boxed()),
         (
@@ -334,6 +405,7 @@ fn op_strategy(mix: Mix) -> BoxedStrategy<Op> {
             (peer_strategy(), any::<bool>()).prop_map(|(peer, notify)| Op::DropLink { peer, notify }).boxed(),
         ),
         (mix.partition, (peer_strategy(), 0u16..=15_000).prop_map(|(peer, ms)| Op::Partition { peer, ms }).boxed()),
+        (mix.stall, (peer_strategy(), 0u16..=15_000).prop_map(|(peer, ms)| Op::Stall { peer, ms }).boxed()),
         (mix.vanish, c().prop_map(|client| Op::Vanish { client }).boxed()),
         (mix.goodbye, c().prop_map(|client| Op::Goodbye { client }).boxed()),
     ];
@@ -345,7 +417,7 @@ fn op_strategy(mix: Mix) -> BoxedStrategy<Op> {
 /// cluster drawn first.
 pub fn scenario_strategy(opts: &SimOptions) -> BoxedStrategy<Scenario> {
     let ops_max = opts.ops_max.max(1);
-    (any::<u64>(), params_strategy(opts), mix_strategy(opts.faults))
+    (any::<u64>(), params_strategy(opts), mix_strategy(opts.faults, opts.one_way_stalls))
         .prop_flat_map(move |(rng_seed, params, mix)| {
             let op = (0u16..=250, op_strategy(mix)).prop_map(|(gap_ms, op)| TimedOp { gap_ms, op });
             (Just(rng_seed), Just(params), Just(mix), vec(op, 1..=ops_max))

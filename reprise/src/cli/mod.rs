@@ -1,5 +1,6 @@
 //! Command-line parsing and one module per subcommand.
 mod bench;
+mod bench_actors;
 mod bench_coordination;
 mod bench_dask;
 mod bench_recovery;
@@ -8,6 +9,7 @@ mod demo;
 mod local;
 mod log;
 mod scheduler;
+mod sim;
 mod status;
 mod worker;
 
@@ -34,6 +36,8 @@ enum Command {
     Demo(demo::Args),
     /// Show a running scheduler's workers and tasks.
     Status(status::Args),
+    /// Run the deterministic simulator over many seeds, or replay one.
+    Sim(sim::Args),
     /// Read a scheduler's log while the scheduler is stopped.
     #[command(subcommand)]
     Log(log::Command),
@@ -68,6 +72,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Status(args) => status::run(args).await,
         Command::Bench(args) => bench::run(args).await,
         Command::Log(command) => log::run(command).await,
+        Command::Sim(args) => sim::run(args).await,
     }
 }
 

@@ -22,6 +22,8 @@ pub(super) fn held_expectations(state: &State, input: &Input) -> Vec<(WorkerId, 
         .map(|(k, _)| (worker.clone(), k.clone()))
         .collect()
 }
+
+/// A registration kept the results `held_expectations` listed.
 pub(super) fn check_held(state: &State, expectations: Vec<(WorkerId, Key)>) -> Result<(), Violation> {
     for (worker, key) in expectations {
         // In memory, or dropped (released, forgotten) because nothing needs
@@ -70,7 +72,9 @@ impl World<'_> {
                 }
                 TaskState::Memory { inline: Some(bytes), .. } => {
                     let right = self.model.expected.get(key).is_some_and(|e| e.as_ref() == bytes.as_slice());
-                    ensure(Invariant::CorrectValues, right, || format!("the scheduler's inline copy of {key} is wrong"))?;
+                    ensure(Invariant::CorrectValues, right, || {
+                        format!("the scheduler's inline copy of {key} is wrong")
+                    })?;
                 }
                 _ => {}
             }
@@ -142,7 +146,12 @@ impl World<'_> {
     }
     /// Before `attempt` of `key` goes to `worker`: no other live worker may
     /// still run an attempt the scheduler neither cancelled nor took back.
-    pub(super) fn check_single_runner(&self, worker: &WorkerId, key: &Key, attempt: reprise_proto::Attempt) -> Result<(), Violation> {
+    pub(super) fn check_single_runner(
+        &self,
+        worker: &WorkerId,
+        key: &Key,
+        attempt: reprise_proto::Attempt,
+    ) -> Result<(), Violation> {
         let Some(others) = self.model.assignments.get(key) else { return Ok(()) };
         for (w, a) in others {
             if w == worker {

@@ -163,9 +163,10 @@ impl World<'_> {
         let id = node.id.clone();
         self.trace(|| format!("{id} request #{} answered {result:?}", req.0));
         match (request, result) {
-            (_, PrimitiveResult::Invalid { message }) => {
-                Err(Violation::new(Invariant::ClientSession, format!("{id}'s request #{} was refused: {message}", req.0)))
-            }
+            (_, PrimitiveResult::Invalid { message }) => Err(Violation::new(
+                Invariant::ClientSession,
+                format!("{id}'s request #{} was refused: {message}", req.0),
+            )),
             (Some(PrimReq::Acquire { hold_ms, .. }), PrimitiveResult::Granted) => {
                 let node = &mut self.clients[c];
                 if node.granted.insert(req) {
@@ -267,7 +268,8 @@ impl World<'_> {
     /// A key as the client and the scheduler see it, for reports.
     pub(super) fn describe_key(&self, client: &ClientId, key: &Key) -> String {
         let session = self.clients.iter().find(|n| &n.id == client).and_then(|n| n.session.as_ref());
-        let status = session.and_then(|s| s.status(key)).map_or("none".to_owned(), |s| format!("{:?}", s.future_status()));
+        let status =
+            session.and_then(|s| s.status(key)).map_or("none".to_owned(), |s| format!("{:?}", s.future_status()));
         let ready = session.is_some_and(|s| s.is_ready());
         let sched = match self.sched.core.as_ref() {
             None => "scheduler down".to_owned(),

@@ -44,25 +44,85 @@ enum Ev {
     Op(usize),
     FaultsEnd,
     Deadline,
-    SchedProcess { inc: u64 },
-    SchedFlushed { inc: u64 },
-    SchedRestart { inc: u64 },
-    SchedTimer { at: u64 },
-    ToSched { gen: u64, msgs: Inbound },
-    ToWorker { gen: u64, msgs: Vec<ToWorker> },
-    ToClient { gen: u64, msgs: Vec<ToClient> },
-    WorkerTimer { w: usize, at: u64 },
-    ClientTimer { c: usize, at: u64 },
-    Connect { peer: PeerId, inc: u64 },
-    Disconnected { peer: PeerId, gen: u64 },
-    TaskDone { w: usize, inc: u64, key: Key, attempt: Attempt, outcome: Result<Bytes, TaskError> },
-    PeerGet { from: usize, from_inc: u64, to: usize, address: String, keys: Vec<Key> },
-    PeerData { w: usize, inc: u64, address: String, items: Vec<(Key, Option<Bytes>)> },
-    FetchFailed { w: usize, inc: u64, address: String, keys: Vec<Key> },
-    WorkerRestart { w: usize, inc: u64 },
-    Heal { peer: PeerId },
+    SchedProcess {
+        inc: u64,
+    },
+    SchedFlushed {
+        inc: u64,
+    },
+    SchedRestart {
+        inc: u64,
+    },
+    SchedTimer {
+        at: u64,
+    },
+    ToSched {
+        gen: u64,
+        msgs: Inbound,
+    },
+    ToWorker {
+        gen: u64,
+        msgs: Vec<ToWorker>,
+    },
+    ToClient {
+        gen: u64,
+        msgs: Vec<ToClient>,
+    },
+    WorkerTimer {
+        w: usize,
+        at: u64,
+    },
+    ClientTimer {
+        c: usize,
+        at: u64,
+    },
+    Connect {
+        peer: PeerId,
+        inc: u64,
+    },
+    Disconnected {
+        peer: PeerId,
+        gen: u64,
+    },
+    TaskDone {
+        w: usize,
+        inc: u64,
+        key: Key,
+        attempt: Attempt,
+        outcome: Result<Bytes, TaskError>,
+    },
+    PeerGet {
+        from: usize,
+        from_inc: u64,
+        to: usize,
+        address: String,
+        keys: Vec<Key>,
+    },
+    PeerData {
+        w: usize,
+        inc: u64,
+        address: String,
+        items: Vec<(Key, Option<Bytes>)>,
+    },
+    FetchFailed {
+        w: usize,
+        inc: u64,
+        address: String,
+        keys: Vec<Key>,
+    },
+    WorkerRestart {
+        w: usize,
+        inc: u64,
+    },
+    Heal {
+        peer: PeerId,
+    },
     /// The client gives back the lease its request `req` was granted.
-    PrimRelease { c: usize, inc: u64, req: reprise_proto::RequestId },
+    PrimRelease {
+        c: usize,
+        inc: u64,
+        req: reprise_proto::RequestId,
+    },
 }
 
 /// A batch of messages for the scheduler, with its sender.
@@ -199,7 +259,12 @@ impl<'a> World<'a> {
             }
         }
         if self.phase != Phase::Done {
-            let v = Violation { invariant: Invariant::Liveness, message: "the world ran out of events".to_owned(), time_ms: self.now, step: self.steps };
+            let v = Violation {
+                invariant: Invariant::Liveness,
+                message: "the world ran out of events".to_owned(),
+                time_ms: self.now,
+                step: self.steps,
+            };
             return Err(v);
         }
         self.stats.sim_ms = self.now;
@@ -248,7 +313,7 @@ impl<'a> World<'a> {
             Ev::PrimRelease { c, inc, req } => self.prim_release(c, inc, req),
             Ev::Heal { peer } => {
                 let stalled = self.net.heal(peer, self.now);
-                if !self.net.is_partitioned(peer, self.now) {
+                if !stalled.is_empty() || !self.net.is_partitioned(peer, self.now) {
                     self.trace(|| format!("~  {peer} partition heals ({} messages were held)", stalled.len()));
                 }
                 self.release_stalled(stalled);
@@ -321,7 +386,12 @@ impl<'a> World<'a> {
             Phase::Quiescence if !self.quiet() => {
                 let tasks = self.sched.core.as_ref().map(|s| s.state().n_tasks()).unwrap_or_default();
                 let left = self.sched.core.as_ref().map(|s| {
-                    s.state().tasks().take(10).map(|(k, t)| format!("{k}: {}", t.state().name())).collect::<Vec<_>>().join(", ")
+                    s.state()
+                        .tasks()
+                        .take(10)
+                        .map(|(k, t)| format!("{k}: {}", t.state().name()))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 });
                 let live: Vec<String> = self
                     .clients
@@ -329,7 +399,13 @@ impl<'a> World<'a> {
                     .filter_map(|c| c.session.as_ref().map(|s| (c, s)))
                     .flat_map(|(c, s)| {
                         self.model.expected.keys().filter(|k| s.refs(k) > 0).map(move |k| {
-                            format!("{}:{k} refs {} acked {} {:?}", c.id, s.refs(k), s.is_acked(k), s.status(k).map(|x| x.future_status()))
+                            format!(
+                                "{}:{k} refs {} acked {} {:?}",
+                                c.id,
+                                s.refs(k),
+                                s.is_acked(k),
+                                s.status(k).map(|x| x.future_status())
+                            )
                         })
                     })
                     .collect();

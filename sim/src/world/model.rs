@@ -72,17 +72,18 @@ impl Model {
         }
     }
 
-    /// Events as they become durable: acknowledged wants released.
+    /// Events as they become durable: acknowledged wants released, granted
+    /// leases given back or expired.
     pub(crate) fn observe_durable(&mut self, ev: &Event) {
         match ev {
             Event::ClientReleased { client, key } => {
                 self.ledger.remove(&(client.clone(), key.clone()));
             }
             Event::ClientRemoved { client } => self.ledger.retain(|(c, _)| c != client),
-            Event::LockReleased { lock, lease } | Event::LeaseExpired { on: LeaseOn::Lock(lock), lease } => {
-                if self.lock_grants.get(lock) == Some(lease) {
-                    self.lock_grants.remove(lock);
-                }
+            Event::LockReleased { lock, lease } | Event::LeaseExpired { on: LeaseOn::Lock(lock), lease }
+                if self.lock_grants.get(lock) == Some(lease) =>
+            {
+                self.lock_grants.remove(lock);
             }
             Event::LeaseReleased { semaphore, lease }
             | Event::LeaseExpired { on: LeaseOn::Semaphore(semaphore), lease } => {

@@ -54,6 +54,8 @@ pub(crate) struct Net {
     next_gen: u64,
     /// Until when each partitioned peer's traffic stalls.
     partitions: BTreeMap<PeerId, u64>,
+    /// Until when only each peer's traffic to the scheduler stalls.
+    one_way: BTreeMap<PeerId, u64>,
     /// Messages sent during a partition, in order, with their link and
     /// direction: they travel when it heals.
     stalled: BTreeMap<PeerId, Vec<(u64, bool, Ev)>>,
@@ -90,18 +92,30 @@ impl Net {
         *entry = (*entry).max(until);
     }
 
+    /// Stall only `peer`'s messages to the scheduler until `until`.
+    pub(crate) fn stall_up(&mut self, peer: PeerId, until: u64) {
+        let entry = self.one_way.entry(peer).or_insert(until);
+        *entry = (*entry).max(until);
+    }
+
+    fn is_stalled(&self, peer: PeerId, up: bool, now: u64) -> bool {
+        self.is_partitioned(peer, now) || (up && self.one_way.get(&peer).is_some_and(|until| *until > now))
+    }
+
     /// End every partition; returns the stalled messages, in order.
     pub(crate) fn heal_all(&mut self) -> Vec<(u64, bool, Ev)> {
         self.partitions.clear();
+        self.one_way.clear();
         std::mem::take(&mut self.stalled).into_values().flatten().collect()
     }
 
     /// End `peer`'s partition if it is over; returns its stalled messages.
     pub(crate) fn heal(&mut self, peer: PeerId, now: u64) -> Vec<(u64, bool, Ev)> {
-        if self.is_partitioned(peer, now) {
+        if self.is_stalled(peer, true, now) {
             return Vec::new();
         }
         self.partitions.remove(&peer);
+        self.one_way.remove(&peer);
         self.stalled.remove(&peer).unwrap_or_default()
     }
 
@@ -133,7 +147,7 @@ impl World<'_> {
     /// order; during a partition it waits for the heal.
     fn transmit(&mut self, gen: u64, up: bool, ev: Ev) {
         let Some(peer) = self.net.link(gen).map(|l| l.peer) else { return };
-        if self.net.is_partitioned(peer, self.now) {
+        if self.net.is_stalled(peer, up, self.now) {
             self.net.stalled.entry(peer).or_default().push((gen, up, ev));
             return;
         }

@@ -148,6 +148,14 @@ impl World<'_> {
                 self.schedule(until, Ev::Heal { peer });
                 Ok(())
             }
+            Op::Stall { peer, ms } => {
+                let peer = self.peer(peer);
+                let until = self.now + u64::from(ms);
+                self.trace(|| format!("~  {peer}'s messages to the scheduler stall until {until}"));
+                self.net.stall_up(peer, until);
+                self.schedule(until, Ev::Heal { peer });
+                Ok(())
+            }
             Op::Vanish { client } => {
                 let c = self.client_slot(client);
                 self.vanish_client(c);
@@ -161,7 +169,14 @@ impl World<'_> {
     }
 
     /// Ask for a lease on `on`, to give back `hold_ms` after it is granted.
-    fn acquire(&mut self, client: u8, on: LeaseOn, max_leases: u64, hold_ms: u16, timeout_ms: Option<u16>) -> Result<(), Violation> {
+    fn acquire(
+        &mut self,
+        client: u8,
+        on: LeaseOn,
+        max_leases: u64,
+        hold_ms: u16,
+        timeout_ms: Option<u16>,
+    ) -> Result<(), Violation> {
         let c = self.client_slot(client);
         let timeout_ms = timeout_ms.map(u64::from);
         let op = match &on {
@@ -198,12 +213,7 @@ impl World<'_> {
     }
 
     /// Run `f` on the key `pick` selects among client's handles, if any.
-    fn with_pick(
-        &mut self,
-        client: u8,
-        pick: u16,
-        f: impl FnOnce(&mut Self, usize, &Key),
-    ) -> Result<(), Violation> {
+    fn with_pick(&mut self, client: u8, pick: u16, f: impl FnOnce(&mut Self, usize, &Key)) -> Result<(), Violation> {
         let c = self.client_slot(client);
         if let Some(key) = self.clients[c].pick(pick) {
             f(self, c, &key);

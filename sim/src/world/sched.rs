@@ -10,13 +10,10 @@
 use std::collections::BTreeMap;
 
 use reprise_log::{LogStore, MemLog};
-use reprise_proto::{
-    ClientId, ClientMsg, Event, Key, LeaseOn, OpId, PrimitiveResult, RequestId, Seq, ToClient, ToWorker, WorkerId,
-    WorkerMsg,
-};
-use reprise_scheduler::core::{Config, Effect, Input, Scheduler, State, TaskState};
+use reprise_proto::{ClientId, ClientMsg, Event, PrimitiveResult, Seq, ToClient, ToWorker, WorkerId};
+use reprise_scheduler::core::{Config, Effect, Input, Scheduler, State};
 
-use super::model::PrimReq;
+use super::checks::{check_held, held_expectations};
 use super::{Ev, Inbound, World};
 use crate::invariants::{check, ensure, Invariant, Violation};
 use crate::scenario::{CrashPoint, Params, TailFate};
@@ -33,7 +30,7 @@ pub(crate) struct SchedNode {
     /// The effects of the batch whose flush is under way.
     flushing: Option<Vec<Effect>>,
     armed: Option<(CrashPoint, TailFate, u64)>,
-    replica: State,
+    pub(super) replica: State,
     replica_seq: Seq,
     since_snapshot: u64,
     snapshot_every: u64,
@@ -120,8 +117,6 @@ fn recover(log: &MemLog) -> Result<State, String> {
     .map_err(|e| e.to_string())?;
     Ok(state)
 }
-
-
 
 impl World<'_> {
     /// Make sure the scheduler looks at its inbox now.
@@ -244,8 +239,6 @@ impl World<'_> {
         Ok((events, effects))
     }
 
-
-
     /// The flush is done: the batch is durable; compare, snapshot, send.
     pub(super) fn sched_flushed(&mut self, inc: u64) -> Result<(), Violation> {
         if inc != self.sched.incarnation {
@@ -256,7 +249,10 @@ impl World<'_> {
         self.catch_up_replica()?;
         let same = self.sched.core.as_ref().is_some_and(|s| s.state() == &self.sched.replica);
         ensure(Invariant::ReplayEquivalence, same, || {
-            format!("replaying the durable log up to seq {} does not give the scheduler's state", self.sched.replica_seq)
+            format!(
+                "replaying the durable log up to seq {} does not give the scheduler's state",
+                self.sched.replica_seq
+            )
         })?;
         self.maybe_snapshot()?;
         if let Some((tail, down_ms)) = self.sched.armed_at(CrashPoint::BeforeSend) {
@@ -285,7 +281,9 @@ impl World<'_> {
                 events.push((seq, ev));
                 Ok(())
             })
-            .map_err(|e| Violation::new(Invariant::ReplayEquivalence, format!("the durable log does not replay: {e}")))?;
+            .map_err(|e| {
+                Violation::new(Invariant::ReplayEquivalence, format!("the durable log does not replay: {e}"))
+            })?;
         for (seq, ev) in events {
             self.sched.replica.apply(&ev);
             self.model.observe_durable(&ev);
@@ -297,7 +295,6 @@ impl World<'_> {
         })?;
         self.check_ledger(Invariant::ReferencedKept, "the durable state")
     }
-
 
     fn maybe_snapshot(&mut self) -> Result<(), Violation> {
         if self.sched.since_snapshot < self.sched.snapshot_every {
@@ -356,9 +353,6 @@ impl World<'_> {
         Ok(())
     }
 
-
-
-
     /// The scheduler process dies. What its unflushed tail becomes is
     /// `tail`; it starts again after `down_ms`.
     pub(super) fn crash_scheduler(&mut self, tail: TailFate, down_ms: u64, when: &str) {
@@ -409,8 +403,8 @@ impl World<'_> {
             .reopen()
             .map_err(|e| Violation::new(Invariant::Recovery, format!("the log does not reopen after a crash: {e}")))?;
         self.catch_up_replica()?;
-        let recovered =
-            recover(&self.sched.log).map_err(|e| Violation::new(Invariant::Recovery, format!("recovery failed: {e}")))?;
+        let recovered = recover(&self.sched.log)
+            .map_err(|e| Violation::new(Invariant::Recovery, format!("recovery failed: {e}")))?;
         ensure(Invariant::ReplayEquivalence, recovered == self.sched.replica, || {
             "snapshot + tail does not give the state that replaying every event gives".to_owned()
         })?;

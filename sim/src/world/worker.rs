@@ -192,7 +192,9 @@ impl World<'_> {
             Err(e) => (Err(TaskError::new(TaskErrorKind::Codec, key.clone(), e)), 0),
         };
         let ok = outcome.is_ok();
-        self.trace(|| format!("w{w} runs {key}#{} (run {run}, {dur_ms} ms, {})", attempt.0, if ok { "ok" } else { "fails" }));
+        self.trace(|| {
+            format!("w{w} runs {key}#{} (run {run}, {dur_ms} ms, {})", attempt.0, if ok { "ok" } else { "fails" })
+        });
         let inc = self.workers[w].incarnation;
         self.schedule(self.now + dur_ms, Ev::TaskDone { w, inc, key, attempt, outcome });
         Ok(())
@@ -211,9 +213,11 @@ impl World<'_> {
                 format!("w{w} runs {key} with {what} its input {dep}")
             })?;
         }
-        ensure(Invariant::LegalInputs, got.len() == spec.deps.iter().collect::<std::collections::BTreeSet<_>>().len(), || {
-            format!("w{w} runs {key} with inputs it does not depend on")
-        })
+        ensure(
+            Invariant::LegalInputs,
+            got.len() == spec.deps.iter().collect::<std::collections::BTreeSet<_>>().len(),
+            || format!("w{w} runs {key} with inputs it does not depend on"),
+        )
     }
 
     pub(super) fn task_done(
@@ -266,7 +270,13 @@ impl World<'_> {
         self.pump_worker(w)
     }
 
-    pub(super) fn fetch_failed(&mut self, w: usize, inc: u64, address: String, keys: Vec<Key>) -> Result<(), Violation> {
+    pub(super) fn fetch_failed(
+        &mut self,
+        w: usize,
+        inc: u64,
+        address: String,
+        keys: Vec<Key>,
+    ) -> Result<(), Violation> {
         let node = &mut self.workers[w];
         if node.incarnation != inc {
             return Ok(());

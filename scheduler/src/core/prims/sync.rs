@@ -24,7 +24,12 @@ impl Scheduler {
     /// Give the lock back if `lease` holds it, and hand it to the next in line.
     pub(super) fn lock_release(&mut self, cx: &mut Cx, name: &str, lease: &OpId) {
         if self.state.lock_holder(name) == Some(lease) {
-            self.emit(cx, Event::LockReleased { lock: name.to_owned(), lease: lease.clone() });
+            let released = Event::LockReleased { lock: name.to_owned(), lease: lease.clone() };
+            // Planted for the simulator (sim/README.md): applied, never logged.
+            #[cfg(feature = "planted-lock-release-unlogged")]
+            self.state.apply(&released);
+            #[cfg(not(feature = "planted-lock-release-unlogged"))]
+            self.emit(cx, released);
             self.grant_lock(cx, name);
         }
     }
