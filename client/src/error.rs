@@ -55,6 +55,20 @@ pub enum Error {
     /// A builder setting cannot work (empty address, over-long name, …).
     #[error("invalid client configuration: {0}")]
     Config(String),
+    /// An actor's worker is gone (it died or cannot be reached), or the
+    /// scheduler lost the actor: actors are not resilient, as in Dask.
+    #[error("actor {actor} ({key}) on worker {worker} is gone: {reason}; actors are not resilient, so it is not recreated elsewhere")]
+    ActorLost { actor: String, key: String, worker: String, reason: String },
+    /// The actor cannot take the call as asked (no such actor type or
+    /// instance, too many calls waiting, a future among the arguments, …).
+    #[error("actor {actor}: {message}")]
+    Actor { actor: String, message: String },
+    /// A worker could not be asked (`run`), or answered what it should not.
+    #[error("worker {worker}: {message}")]
+    Worker { worker: String, message: String },
+    /// Copies between workers (`replicate`, `rebalance`) could not all be made.
+    #[error("{0}")]
+    Transfer(String),
     /// An embedded cluster (`LocalCluster`) could not start or change.
     #[error("local cluster: {0}")]
     Cluster(String),

@@ -104,7 +104,7 @@ async fn get_from(
         Ok(PeerReply::Data { items, .. }) => Ok(items),
         Ok(PeerReply::Error { message, .. }) => Err(format!("worker {address}: {message}")),
         Ok(other) => Err(format!("worker {address} answered a get with {other:?}")),
-        Err(e) => Err(e),
+        Err(e) => Err(e.message),
     };
     (asked, outcome)
 }
@@ -157,7 +157,7 @@ pub(crate) async fn put(shared: &Shared, worker: &WorkerInfo, items: Vec<(Key, B
         Ok(PeerReply::Stored { .. }) => return Ok(()),
         Ok(PeerReply::Error { message, .. }) => message,
         Ok(other) => format!("unexpected answer {other:?}"),
-        Err(e) => e,
+        Err(e) => e.message,
     };
     Err(Error::Scatter(format!("worker {} ({}) did not store the data: {reason}", worker.id, worker.address)))
 }

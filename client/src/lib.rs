@@ -16,12 +16,15 @@
 //! Module map: [`session`] is the protocol logic without IO (driven by the
 //! connection task here, and by the simulator); `connection` runs it over
 //! ZeroMQ; `peer` and `fetch` move data to and from workers; `client`,
-//! `task` and `future` are the public handles; `wait` and `as_completed`
+//! `task` and `future` are the public handles; `actor` ([`ActorHandle`])
+//! and `manage` (`submit_actor`, `run`, `replicate`, `rebalance`,
+//! `restart`, `shutdown` on `Client`); `wait` and `as_completed`
 //! the free functions; `primitives` the coordination primitives
 //! ([`Variable`], [`Queue`], [`Lock`], [`Event`], [`Semaphore`], datasets);
 //! [`keys`] makes task keys.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+mod actor;
 mod as_completed;
 mod client;
 mod connection;
@@ -29,6 +32,7 @@ mod error;
 mod fetch;
 mod future;
 pub mod keys;
+mod manage;
 mod peer;
 mod primitives;
 pub mod session;
@@ -38,6 +42,7 @@ mod status;
 mod task;
 mod wait;
 
+pub use actor::ActorHandle;
 pub use as_completed::{as_completed, AsCompleted, Batches, WithResults};
 pub use client::{Client, ClientBuilder, ARGS_BYTES_MAX, AUTH_TOKEN_ENV, DEFAULT_ADDRESS, DEFAULT_RECONNECT_TIMEOUT, DEFAULT_TIMEOUT};
 pub use error::{Error, Result};

@@ -1,21 +1,60 @@
 //! Connections to workers' peer sockets, pooled per address: fetching
-//! results (`PeerRequest::Get`) and storing scattered data (`Put`).
+//! results (`PeerRequest::Get`), storing scattered data (`Put`), actor
+//! calls and `run`. Replies are matched to requests by id, so replies that
+//! come in their own frames (actor calls, runs) and out of order are fine.
+//! A connection whose worker disconnects fails its waiting calls at once.
 use std::collections::BTreeMap;
+use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
+use futures::StreamExt;
 use reprise_proto::{decode_frame, encode_frame, PeerReply, PeerRequest, RequestId};
 use tokio::sync::{mpsc, oneshot};
 use zeromq::prelude::*;
-use zeromq::ZmqMessage;
+use zeromq::{SocketEvent, ZmqMessage};
 
 use crate::socket::{connect_dealer, spawn_reader};
 
 /// Requests queued to one peer connection before callers wait.
 const CALLS_QUEUED_MAX: usize = 256;
+/// How long connecting to a worker's peer socket may take: a registered
+/// worker has bound it already, so refusals past this mean it is gone.
+const PEER_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 type Call = (PeerRequest, oneshot::Sender<PeerReply>);
+
+/// Why a call to a worker's peer socket got no reply.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct PeerFailure {
+    pub kind: PeerFailureKind,
+    pub message: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PeerFailureKind {
+    /// The worker could not be reached, or the connection to it closed.
+    Unreachable,
+    /// The worker did not answer in time.
+    Timeout,
+}
+
+impl fmt::Display for PeerFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl From<PeerFailure> for String {
+    fn from(f: PeerFailure) -> String {
+        f.message
+    }
+}
+
+fn unreachable(message: String) -> PeerFailure {
+    PeerFailure { kind: PeerFailureKind::Unreachable, message }
+}
 
 /// One connection's request queue; its task owns the socket.
 #[derive(Clone)]
@@ -38,16 +77,24 @@ impl PeerPool {
 
     /// Send one request to the peer at `address` and wait for its reply.
     /// On failure the connection is dropped, so the next call makes a fresh one.
-    pub async fn call(&self, address: &str, make: impl FnOnce(RequestId) -> PeerRequest) -> Result<PeerReply, String> {
+    pub async fn call(
+        &self,
+        address: &str,
+        make: impl FnOnce(RequestId) -> PeerRequest,
+    ) -> Result<PeerReply, PeerFailure> {
         let req = RequestId(self.next_req.fetch_add(1, Ordering::Relaxed));
         let conn = self.conn(address);
         let (tx, rx) = oneshot::channel();
+        let closed = || unreachable(format!("connection to worker {address} closed"));
         let outcome = async {
-            conn.calls.send((make(req), tx)).await.map_err(|_| format!("connection to worker {address} closed"))?;
+            conn.calls.send((make(req), tx)).await.map_err(|_| closed())?;
             match tokio::time::timeout(self.timeout, rx).await {
                 Ok(Ok(reply)) => Ok(reply),
-                Ok(Err(_)) => Err(format!("connection to worker {address} closed")),
-                Err(_) => Err(format!("worker {address} did not answer within {:?}", self.timeout)),
+                Ok(Err(_)) => Err(closed()),
+                Err(_) => Err(PeerFailure {
+                    kind: PeerFailureKind::Timeout,
+                    message: format!("worker {address} did not answer within {:?}", self.timeout),
+                }),
             }
         }
         .await;
@@ -78,25 +125,36 @@ impl PeerPool {
 }
 
 /// Own one DEALER to a peer: send queued requests, route replies back by
-/// request id. Ends (failing its callers) when the socket or queue closes.
+/// request id. Ends (failing its callers) when the socket or queue closes,
+/// or the worker disconnects.
 async fn run_conn(address: String, mut calls: mpsc::Receiver<Call>, timeout: Duration) {
-    let dealer = match connect_dealer(&address, None, timeout).await {
+    let dealer = match connect_dealer(&address, None, timeout.min(PEER_CONNECT_TIMEOUT)).await {
         Ok(d) => d,
         Err(e) => {
             tracing::debug!(%e, "peer connection failed");
             return;
         }
     };
+    let mut monitor = dealer.monitor;
+    let mut monitor_live = true;
     let (mut tx, rx) = dealer.socket.split();
     let (mut frames, _reader) = spawn_reader(rx);
     let mut waiting: BTreeMap<RequestId, oneshot::Sender<PeerReply>> = BTreeMap::new();
     loop {
         tokio::select! {
+            event = monitor.next(), if monitor_live => match event {
+                // A worker that died takes its replies with it: fail the
+                // waiting calls now rather than at their timeout.
+                Some(SocketEvent::Disconnected(_)) => {
+                    tracing::debug!(%address, "the worker's peer socket disconnected");
+                    return;
+                }
+                Some(_) => {}
+                None => monitor_live = false,
+            },
             call = calls.recv() => {
                 let Some((request, reply)) = call else { return };
-                let req = match &request {
-                    PeerRequest::Get { req, .. } | PeerRequest::Put { req, .. } => *req,
-                };
+                let req = request.req();
                 let Ok(frame) = encode_frame(&[request]) else { return };
                 waiting.insert(req, reply);
                 if tx.send(ZmqMessage::from(frame)).await.is_err() {
@@ -113,10 +171,7 @@ async fn run_conn(address: String, mut calls: mpsc::Receiver<Call>, timeout: Dur
                     }
                 };
                 for reply in replies {
-                    let req = match &reply {
-                        PeerReply::Data { req, .. } | PeerReply::Stored { req } | PeerReply::Error { req, .. } => *req,
-                    };
-                    if let Some(w) = waiting.remove(&req) {
+                    if let Some(w) = waiting.remove(&reply.req()) {
                         let _ = w.send(reply);
                     }
                 }

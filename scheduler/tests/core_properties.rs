@@ -106,9 +106,9 @@ fn gen_op() -> impl Strategy<Value = Op> {
         8 => (0..N_CLIENTS + N_WORKERS).prop_map(|peer| Op::Heartbeat { peer }),
         5 => (0u16..2_500).prop_map(|advance_ms| Op::Tick { advance_ms }),
         1 => c.clone().prop_map(|c| Op::Goodbye { c }),
-        2 => (c, 0u8..5, any::<u16>()).prop_map(|(c, kind, pick)| Op::Info { c, kind, pick }),
+        3 => (c, 0u8..9, any::<u16>()).prop_map(|(c, kind, pick)| Op::Info { c, kind, pick }),
         1 => Just(Op::Restart),
-        4 => (0u8..8, any::<u8>(), any::<u8>()).prop_map(|(kind, a, b)| Op::Raw { kind, a, b }),
+        5 => (0u8..10, any::<u8>(), any::<u8>()).prop_map(|(kind, a, b)| Op::Raw { kind, a, b }),
         30 => (
             0..N_CLIENTS,
             0u8..25,
@@ -257,6 +257,17 @@ fn raw(sched: &Scheduler, kind: u8, a: u8, b: u8) -> Input {
             let items = vec![ScatteredItem { key, nbytes: 1, inline: None }];
             Input::Client { client: c, msg: ClientMsg::Scattered { worker: WorkerId::from("nobody"), items } }
         }
+        8 | 9 => {
+            // A copy asked for (replicate, rebalance) arrives or fails; or
+            // an unasked one arrives from any worker.
+            let (key, worker) = pick(&sched.pending_copies(), u16::from(b)).unwrap_or((key, w));
+            let msg = if kind == 8 {
+                WorkerMsg::DataAdded { key, nbytes: 8 }
+            } else {
+                WorkerMsg::FetchFailed { key, message: "unreachable".into() }
+            };
+            Input::Worker { worker, msg }
+        }
         6 => {
             // A finish for a key in memory, from one of its holders, with the last attempt handed out.
             let attempt = Attempt(sched.state().next_attempt().0.saturating_sub(1));
@@ -346,7 +357,15 @@ fn interpret(op: &Op, sched: &Scheduler, now: &mut Millis) -> Step {
                 1 => InfoRequest::HasWhat,
                 2 => InfoRequest::Ncores,
                 3 => InfoRequest::SchedulerInfo,
-                _ => InfoRequest::Locate { keys },
+                4 => InfoRequest::Locate { keys },
+                5 => {
+                    let in_memory = keys_where(state, TaskState::is_memory);
+                    let keys = pick(&in_memory, *p).into_iter().chain(keys).collect();
+                    InfoRequest::Replicate { keys, n: u32::from(*p % 4) }
+                }
+                6 => InfoRequest::Rebalance,
+                7 => InfoRequest::Restart,
+                _ => InfoRequest::Shutdown,
             };
             vec![client(*c, ClientMsg::Info { req: RequestId(u64::from(*p)), what })]
         }
@@ -551,6 +570,7 @@ fn gen_event() -> impl Strategy<Value = Event> {
         prop_oneof![Just(reprise_proto::Holder::FireAndForget), Just(reprise_proto::Holder::Variable("v".into()))];
     let error = k.clone().prop_map(|key| TaskError::new(TaskErrorKind::Raised, key, "x"));
     prop_oneof![
+        Just(Event::ClusterRestarted),
         c.clone().prop_map(|client| Event::ClientJoined { client }),
         c.clone().prop_map(|client| Event::ClientRemoved { client }),
         (k.clone(), deps, -1i32..2).prop_map(|(key, deps, priority)| {

@@ -223,7 +223,7 @@ fn re_registering_reconciles_held_and_running_work() {
 
 #[test]
 fn after_a_restart_known_peers_get_one_timeout_to_come_back() {
-    let mut h = Harness::with_config(Config { heartbeat_timeout_ms: 1000, ..Config::default() });
+    let mut h = Harness::with_config(Config { heartbeat_timeout_ms: 1000, reconnect_grace_ms: 1000, ..Config::default() });
     h.client("c");
     h.worker("w1", 1, FUNCS);
     h.worker("w2", 1, FUNCS);

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::ensure;
+use anyhow::{ensure, Context};
 use reprise::Client;
 use reprise_tests::{
     count_lines, eventually, read_executions, start_scheduler_async, start_workers_async, submit_counted_graph, within,
@@ -32,9 +32,13 @@ async fn a_graph_in_flight_survives_kill_9_of_the_scheduler_and_no_task_runs_twi
     let client = within("connecting", Client::builder().address(address.clone()).timeout(Duration::from_secs(20)).connect()).await??;
 
     let (futures, expected) = submit_counted_graph(&client, &runs_log, LEAVES, TASK_SLEEP_MS, "")?;
+    // A `result().await` in flight across the restart just returns.
+    let last = futures.last().cloned().context("an empty graph")?;
+    let in_flight = tokio::spawn(async move { last.result().await });
     let kill_after = rng.range(200, 1_800) as usize;
     eventually(&format!("{kill_after} tasks ran"), || async { Ok(count_lines(&runs_log) >= kill_after) }).await?;
     scheduler.proc.kill();
+    ensure!(!in_flight.is_finished(), "the last task finished before the kill");
     let ran_before = count_lines(&runs_log);
     let down = Duration::from_millis(rng.range(0, 500));
     eprintln!("killed the scheduler after {ran_before} of {} executions; down for {down:?}", futures.len());
@@ -43,6 +47,8 @@ async fn a_graph_in_flight_survives_kill_9_of_the_scheduler_and_no_task_runs_twi
     let scheduler = start_scheduler_async(&data_dir, &address, &flags).await?;
     ensure!(scheduler.address == address, "restarted on {} instead of {address}", scheduler.address);
 
+    let last_value = within("the result awaited across the restart", in_flight).await???;
+    ensure!(Some(&last_value) == expected.last(), "the awaited result is {last_value}");
     let got = within("gather after the restart", client.gather(&futures)).await??;
     eprintln!("every result arrived {:.2?} after the restart", restarted_at.elapsed());
     ensure!(got == expected, "wrong results after the restart");

@@ -19,13 +19,12 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use ciborium::value::Value;
-use reprise_proto::{decode, encode, Key, TaskErrorKind};
+use reprise_proto::{decode, encode, ActorRef, Key, TaskErrorKind};
 use serde::de::DeserializeOwned;
 
 use crate::args::{prepare_args, substitute_refs};
 use crate::context::TaskContext;
 use crate::panic_capture::{panic_message, take_traceback, TaskScope};
-use crate::pending::ActorRef;
 use crate::registry::{decode_tuple, invoke, Failure};
 use crate::task_return::TaskReturn;
 
@@ -245,7 +244,8 @@ impl ActorType {
             None => (reprise_proto::WorkerId::from(""), String::new()),
         };
         let marker = ActorRef { actor: self.name.clone(), worker, address };
-        let marker = encode(&marker).map_err(|e| Failure::new(TaskErrorKind::Codec, format!("cannot encode the actor marker: {e}")))?;
+        let marker = encode(&marker)
+            .map_err(|e| Failure::new(TaskErrorKind::Codec, format!("cannot encode the actor marker: {e}")))?;
         Ok((marker, instance))
     }
 }
@@ -328,7 +328,11 @@ mod tests {
         Ok((decode(&marker).unwrap(), instance))
     }
 
-    fn call<T: DeserializeOwned>(instance: &mut ActorBox, method: &str, args: impl serde::Serialize) -> Result<T, Failure> {
+    fn call<T: DeserializeOwned>(
+        instance: &mut ActorBox,
+        method: &str,
+        args: impl serde::Serialize,
+    ) -> Result<T, Failure> {
         let bytes = instance.call(method, &encode(&args).unwrap())?;
         Ok(decode(&bytes).unwrap())
     }

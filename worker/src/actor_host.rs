@@ -1,8 +1,13 @@
 //! The actors living on this worker: one thread per actor runs its calls
 //! one at a time, in the order they arrived, so that no call ever waits for
 //! a task slot and no task ever waits for an actor.
+//!
+//! The host is shared: the service loop starts and drops actors, while the
+//! peer socket's receive task hands calls straight to the actors' threads,
+//! so that a busy service loop never delays an actor call.
 use std::collections::BTreeMap;
 use std::sync::mpsc::{self, SyncSender, TrySendError};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use reprise_proto::{Key, TaskError};
 
@@ -25,14 +30,23 @@ struct Call {
 /// The actors by the key of the task that created them.
 #[derive(Default)]
 pub(crate) struct ActorHost {
-    actors: BTreeMap<Key, SyncSender<Call>>,
+    actors: Mutex<BTreeMap<Key, SyncSender<Call>>>,
 }
 
 impl ActorHost {
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<Key, SyncSender<Call>>> {
+        // Nothing panics while holding the lock; a poisoned map is still whole.
+        self.actors.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Keep `instance` under `key` and start its thread. Refused (the
     /// instance dropped) past [`ACTORS_MAX`] or if no thread can start.
-    pub(crate) fn start(&mut self, key: Key, mut instance: ActorBox) -> Result<(), String> {
-        if self.actors.len() >= ACTORS_MAX && !self.actors.contains_key(&key) {
+    pub(crate) fn start(&self, key: Key, mut instance: ActorBox) -> Result<(), String> {
+        let full = {
+            let actors = self.lock();
+            actors.len() >= ACTORS_MAX && !actors.contains_key(&key)
+        };
+        if full {
             return Err(format!("this worker already keeps {ACTORS_MAX} actors"));
         }
         let (calls, queue) = mpsc::sync_channel::<Call>(ACTOR_CALLS_QUEUED_MAX);
@@ -47,14 +61,14 @@ impl ActorHost {
                 }
             })
             .map_err(|e| format!("cannot start the actor's thread: {e}"))?;
-        self.actors.insert(key, calls);
+        self.lock().insert(key, calls);
         Ok(())
     }
 
     /// Queue a call of `method` on the actor `key`. `Err` gives the reply
     /// back with why the call cannot be made (no such actor, queue full).
     pub(crate) fn call(&self, key: &Key, method: String, args: Vec<u8>, reply: Reply) -> Result<(), (Reply, String)> {
-        let Some(calls) = self.actors.get(key) else {
+        let Some(calls) = self.lock().get(key).cloned() else {
             return Err((reply, format!("no actor {key} lives here (it was released, or its worker restarted)")));
         };
         match calls.try_send(Call { method, args, reply }) {
@@ -67,12 +81,12 @@ impl ActorHost {
     }
 
     /// Let go of every actor for which `keep` is false (its data was freed).
-    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&Key) -> bool) {
-        self.actors.retain(|k, _| keep(k));
+    pub(crate) fn retain(&self, mut keep: impl FnMut(&Key) -> bool) {
+        self.lock().retain(|k, _| keep(k));
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.actors.is_empty()
+        self.lock().is_empty()
     }
 }
 
@@ -113,7 +127,7 @@ mod tests {
 
     #[test]
     fn calls_on_one_actor_run_one_at_a_time_in_arrival_order() {
-        let mut host = ActorHost::default();
+        let host = ActorHost::default();
         host.start(Key::from("a"), instance()).unwrap();
         let (tx, rx) = mpsc::channel();
         let in_flight = Arc::new(Mutex::new(0u32));
@@ -139,7 +153,7 @@ mod tests {
 
     #[test]
     fn a_call_on_an_unknown_or_released_actor_is_refused_with_a_reason() {
-        let mut host = ActorHost::default();
+        let host = ActorHost::default();
         host.start(Key::from("a"), instance()).unwrap();
         host.retain(|k| k.as_str() != "a");
         assert!(host.is_empty());

@@ -69,7 +69,10 @@ impl Services {
 
 impl std::fmt::Debug for Services {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Services").field("worker", &self.worker).field("scheduler", &self.scheduler).finish_non_exhaustive()
+        f.debug_struct("Services")
+            .field("worker", &self.worker)
+            .field("scheduler", &self.scheduler)
+            .finish_non_exhaustive()
     }
 }
 
@@ -189,7 +192,7 @@ impl TaskContext {
         }
         let Some(pool) = &self.pool else { return };
         self.slot.set(Slot::Seceded);
-        pool.leave();
+        pool.take_off(&(self.key.clone(), self.attempt));
         pool.report(ExecEvent::Seceded { key: self.key.clone(), attempt: self.attempt });
     }
 
@@ -206,7 +209,7 @@ impl TaskContext {
         // An error means the worker is gone; the task may as well finish
         // (its result goes nowhere).
         let _ = granted.blocking_recv();
-        pool.enter();
+        pool.put_back(&(self.key.clone(), self.attempt));
         self.slot.set(Slot::Held);
     }
 

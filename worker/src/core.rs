@@ -15,12 +15,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use reprise_proto::{
-    Attempt, ComputeTask, Key, PeerReply, PeerRequest, TaskError, TaskErrorKind, ToWorker, WorkerId, WorkerMsg,
-    INLINE_BYTES_MAX,
+    actor_type, Attempt, ComputeTask, Key, PeerReply, PeerRequest, TaskError, TaskErrorKind, ToWorker, WorkerId,
+    WorkerMsg, INLINE_BYTES_MAX,
 };
 use serde_bytes::ByteBuf;
-
-use crate::pending::ACTOR_FUNC_PREFIX;
 
 #[cfg(test)]
 mod tests;
@@ -146,9 +144,13 @@ struct Task {
     state: TaskState,
 }
 
-/// One input being fetched from its holders, shared by every task that needs it.
+/// One input being fetched from its holders, shared by every task that
+/// needs it, and kept as a replica when the scheduler asked for a copy.
 #[derive(Debug)]
 struct Fetch {
+    /// The scheduler asked for a copy (`ToWorker::Fetch`): store it and
+    /// report `DataAdded` (or `FetchFailed`).
+    keep: bool,
     holders: Vec<String>,
     /// Index (modulo `holders.len()`) of the holder to ask next; each failure
     /// moves on to the next holder, each full round waits a growing backoff.
@@ -181,6 +183,9 @@ pub struct WorkerCore {
     seceded: BTreeSet<(Key, Attempt)>,
     /// Seceded attempts waiting for a slot to rejoin the pool, first come first served.
     rejoining: VecDeque<(Key, Attempt)>,
+    /// Attempts a restart abandoned while they run, their slots freed (see
+    /// [`WorkerCore::poll_detached`]).
+    detached: Vec<(Key, Attempt)>,
     fetches: BTreeMap<Key, Fetch>,
     store: BTreeMap<Key, Bytes>,
     outbox: Vec<WorkerMsg>,
@@ -203,6 +208,7 @@ impl WorkerCore {
             n_executing: 0,
             seceded: BTreeSet::new(),
             rejoining: VecDeque::new(),
+            detached: Vec::new(),
             fetches: BTreeMap::new(),
             store: BTreeMap::new(),
             outbox: Vec::new(),
@@ -248,6 +254,8 @@ impl WorkerCore {
             ToWorker::Free { keys } => keys.iter().for_each(|k| {
                 self.store.remove(k);
             }),
+            ToWorker::Fetch { key, from } => self.replicate(key, from, now),
+            ToWorker::Restart => self.restart(),
             ToWorker::Heartbeat => {}
             ToWorker::Shutdown => self.shutdown(),
         }
@@ -307,6 +315,10 @@ impl WorkerCore {
             match data {
                 Some(data) => {
                     if let Some(fetch) = self.fetches.remove(&key) {
+                        if fetch.keep {
+                            self.outbox.push(WorkerMsg::DataAdded { key: key.clone(), nbytes: data.len() as u64 });
+                            self.store.insert(key.clone(), data.clone());
+                        }
                         self.deliver_input(&key, &data, &fetch.waiters);
                     }
                 }
@@ -324,7 +336,9 @@ impl WorkerCore {
         self.progress(now);
     }
 
-    /// A request from a client or another worker on the peer socket.
+    /// A request from a client or another worker on the peer socket, for
+    /// data (`Get`, `Put`). Actor calls and `Run` are the driver's to serve
+    /// (they run code); the core answers them with an error.
     pub fn handle_peer_request(&mut self, request: PeerRequest) -> PeerReply {
         match request {
             PeerRequest::Get { req, keys } => {
@@ -342,6 +356,10 @@ impl WorkerCore {
                     self.store.insert(key, Bytes::from(data.into_vec()));
                 }
                 PeerReply::Stored { req }
+            }
+            other @ (PeerRequest::ActorCall { .. } | PeerRequest::Run { .. }) => {
+                let message = "the worker's protocol core serves only Get and Put".to_owned();
+                PeerReply::Error { req: other.req(), message }
             }
         }
     }
@@ -398,6 +416,14 @@ impl WorkerCore {
     /// Whether [`WorkerCore::poll_messages`] has something to send.
     pub fn has_messages(&self) -> bool {
         self.link == Link::Connected && !self.outbox.is_empty()
+    }
+
+    /// The attempts a restart abandoned while they run, whose slots it
+    /// freed, since the last call. Their threads stay busy until their tasks
+    /// end (a thread cannot be stopped), so the driver takes those threads
+    /// out of its pool and puts new ones in, as for a seceded task.
+    pub fn poll_detached(&mut self) -> Vec<(Key, Attempt)> {
+        std::mem::take(&mut self.detached)
     }
 
     /// The next thing the driver must do.
@@ -493,7 +519,9 @@ impl WorkerCore {
                     return Err(format!("task {key} is fetching nothing"));
                 }
                 TaskState::Fetching { missing } => {
-                    if let Some(dep) = missing.iter().find(|d| !self.fetches.get(*d).is_some_and(|f| f.waiters.contains(key))) {
+                    if let Some(dep) =
+                        missing.iter().find(|d| !self.fetches.get(*d).is_some_and(|f| f.waiters.contains(key)))
+                    {
                         return Err(format!("task {key} waits for {dep}, which nobody fetches for it"));
                     }
                 }
@@ -504,8 +532,8 @@ impl WorkerCore {
             }
         }
         for (dep, fetch) in &self.fetches {
-            if fetch.waiters.is_empty() {
-                return Err(format!("fetch of {dep} has no waiter"));
+            if fetch.waiters.is_empty() && !fetch.keep {
+                return Err(format!("fetch of {dep} has no waiter and is not kept"));
             }
             for waiter in &fetch.waiters {
                 let waits = self
@@ -614,7 +642,13 @@ impl WorkerCore {
     }
 
     fn want_fetch(&mut self, dep: &Key, waiter: &Key, holders: impl Iterator<Item = String>, now: Duration) {
+        self.fetch_entry(dep, holders, now).waiters.insert(waiter.clone());
+    }
+
+    /// The fetch of `dep`, started if there is none, with `holders` added.
+    fn fetch_entry(&mut self, dep: &Key, holders: impl Iterator<Item = String>, now: Duration) -> &mut Fetch {
         let fetch = self.fetches.entry(dep.clone()).or_insert_with(|| Fetch {
+            keep: false,
             holders: Vec::new(),
             next_holder: 0,
             in_flight: None,
@@ -627,7 +661,47 @@ impl WorkerCore {
                 fetch.holders.push(holder);
             }
         }
-        fetch.waiters.insert(waiter.clone());
+        fetch
+    }
+
+    /// The scheduler wants a copy of `key` here (replicate, rebalance).
+    fn replicate(&mut self, key: Key, from: Vec<(WorkerId, String)>, now: Duration) {
+        if let Some(data) = self.store.get(&key) {
+            self.outbox.push(WorkerMsg::DataAdded { nbytes: data.len() as u64, key });
+            return;
+        }
+        let me = &self.config.name;
+        let holders: Vec<String> = from.into_iter().filter(|(w, _)| w != me).map(|(_, address)| address).collect();
+        if holders.is_empty() && !self.fetches.contains_key(&key) {
+            let message = format!("no other worker holds {key}");
+            self.outbox.push(WorkerMsg::FetchFailed { key, message });
+            return;
+        }
+        self.fetch_entry(&key, holders.into_iter(), now).keep = true;
+    }
+
+    /// The cluster restarts: every task is abandoned (running ones finish
+    /// as zombies, their results discarded, and give up their slots at once,
+    /// as if they seceded), every fetch dropped, all data freed.
+    fn restart(&mut self) {
+        let keys: Vec<Key> = self.tasks.keys().cloned().collect();
+        for key in &keys {
+            let running = self
+                .tasks
+                .get(key)
+                .filter(|t| matches!(t.state, TaskState::Executing))
+                .map(|t| (key.clone(), t.attempt));
+            self.abandon(key);
+            if let Some(id) = running {
+                if self.seceded.insert(id.clone()) {
+                    self.n_executing -= 1;
+                    self.detached.push(id);
+                }
+            }
+        }
+        self.ready.clear();
+        self.fetches.clear();
+        self.store.clear();
     }
 
     fn cancel(&mut self, key: &Key, attempt: Attempt) {
@@ -654,7 +728,7 @@ impl WorkerCore {
         for dep in deps {
             if let Some(fetch) = self.fetches.get_mut(dep) {
                 fetch.waiters.remove(waiter);
-                if fetch.waiters.is_empty() {
+                if fetch.waiters.is_empty() && !fetch.keep {
                     self.fetches.remove(dep);
                 }
             }
@@ -695,9 +769,15 @@ impl WorkerCore {
         };
     }
 
-    /// Every task waiting for `dep` fails with `LostDependency`.
+    /// Every task waiting for `dep` fails with `LostDependency` (and a copy
+    /// the scheduler asked for is reported as failed).
     fn give_up_fetch(&mut self, dep: &Key) {
         let Some(fetch) = self.fetches.remove(dep) else { return };
+        if fetch.keep {
+            let message =
+                format!("could not fetch {dep} from any of {:?} within {:?}", fetch.holders, self.config.fetch_timeout);
+            self.outbox.push(WorkerMsg::FetchFailed { key: dep.clone(), message });
+        }
         for waiter in fetch.waiters {
             let Some(task) = self.tasks.remove(&waiter) else { continue };
             if let TaskState::Fetching { missing } = &task.state {
@@ -777,7 +857,7 @@ fn finished_msg(key: &Key, attempt: Attempt, data: &Bytes, inline_ok: bool) -> W
 
 /// Whether `func` creates an actor.
 fn is_actor_func(func: &str) -> bool {
-    func.starts_with(ACTOR_FUNC_PREFIX)
+    actor_type(func).is_some()
 }
 
 /// The wait after `round` full rounds of failures: doubling from

@@ -31,9 +31,20 @@
 //! - **Peer socket** (a ROUTER; its address is advertised in `Register`):
 //!   each request message is one part holding a `Frame<PeerRequest>`; the
 //!   answer is one part holding a `Frame<PeerReply>` with one reply per
-//!   request, in order. A malformed message is answered with
-//!   `PeerReply::Error { req: RequestId(0), .. }`. `Put` data is held like a
-//!   result (listed in `held` on re-registration) until `Free`.
+//!   `Get`/`Put` request, in order; an `ActorCall` or `Run` is answered in a
+//!   frame of its own once it ran (match replies by request id). A
+//!   malformed message is answered with `PeerReply::Error { req:
+//!   RequestId(0), .. }`. `Put` data is held like a result (listed in `held`
+//!   on re-registration) until `Free`.
+//! - **Actors**: each registered actor type is advertised as the function
+//!   `actor:<name>`; that task's result is an `ActorRef` marker (never
+//!   inline), and the instance lives while the marker's data does, its
+//!   calls run one at a time in arrival order on a thread of its own.
+//! - **Tasks with a context** ([`TaskContext`]) get a client of the
+//!   cluster (one per worker, made on first use), `block_on`, and
+//!   `secede`/`rejoin`: a seceded task holds no slot (a new pool thread
+//!   takes its place) and a rejoining one waits for a free slot, ahead of
+//!   ready tasks.
 //! - **Scheduler session** (DEALER identity `w:<name>`): `Register` first on
 //!   every fresh socket, then batched reports; a `Heartbeat` every second.
 //!   The scheduler must send something (e.g. a `Heartbeat` answering each
@@ -46,7 +57,9 @@
 //! drives it directly); the rest is the tokio + ZeroMQ shell around it —
 //! `service` (the loop), `link` (the scheduler DEALER), `peer_server` and
 //! `peer_client` (data between workers and clients), `executor` (the task
-//! threads), `registry` and `args` (calling a function with decoded arguments).
+//! threads, secede/rejoin), `context` ([`TaskContext`]), `registry` and
+//! `args` (calling a function with decoded arguments), `actor` (the
+//! [`Actor`] trait and method tables) and `actor_host` (actor threads).
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod actor;
@@ -62,7 +75,6 @@ mod link;
 mod panic_capture;
 mod peer_client;
 mod peer_server;
-mod pending;
 mod registry;
 mod service;
 pub mod stock;

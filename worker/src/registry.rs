@@ -5,9 +5,7 @@
 use std::collections::BTreeMap;
 use std::panic::{self, AssertUnwindSafe};
 
-use reprise_proto::{decode, encode, Key, TaskError, TaskErrorKind};
-
-use crate::pending::ACTOR_FUNC_PREFIX;
+use reprise_proto::{decode, encode, Key, TaskError, TaskErrorKind, ACTOR_FUNC_PREFIX};
 use serde::de::DeserializeOwned;
 
 use crate::actor::{ActorBox, ActorType};
@@ -45,7 +43,10 @@ pub struct TaskFn {
 }
 
 impl TaskFn {
-    fn new(arity: usize, call: impl Fn(&TaskContext, &[u8]) -> Result<Vec<u8>, Failure> + Send + Sync + 'static) -> Self {
+    fn new(
+        arity: usize,
+        call: impl Fn(&TaskContext, &[u8]) -> Result<Vec<u8>, Failure> + Send + Sync + 'static,
+    ) -> Self {
         TaskFn { arity, call: Box::new(call) }
     }
 }
@@ -234,7 +235,12 @@ impl Registry {
 
     /// Run the job that creates an instance of `actor`: the instance, and
     /// the small marker stored as the task's result.
-    pub(crate) fn create_actor(&self, ctx: &TaskContext, actor: &ActorType, job: &Job) -> Result<(Vec<u8>, ActorBox), TaskError> {
+    pub(crate) fn create_actor(
+        &self,
+        ctx: &TaskContext,
+        actor: &ActorType,
+        job: &Job,
+    ) -> Result<(Vec<u8>, ActorBox), TaskError> {
         actor.create(ctx, &job.func, &job.args, &job.inputs).map_err(|e| e.into_task_error(&job.key))
     }
 }

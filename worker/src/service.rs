@@ -7,7 +7,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use reprise_proto::{Attempt, Key, PeerReply, RequestId, WorkerId};
+use bytes::Bytes;
+use reprise_proto::{Attempt, Key, PeerReply, PeerRequest, RequestId, WorkerId};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
@@ -19,7 +20,7 @@ use crate::core::{Effect, StopReason, WorkerCore};
 use crate::executor::{ExecEvent, Executor, JobDone};
 use crate::link::{self, Connected, Link, LinkEvent};
 use crate::peer_client::PeerClient;
-use crate::peer_server::{self, PeerIn, PeerOut, PeerServer};
+use crate::peer_server::{self, answer_from_thread, PeerIn, PeerOut, PeerServer};
 use crate::registry::Registry;
 use crate::worker::Status;
 use crate::{Error, Result};
@@ -31,6 +32,8 @@ const LINK_EVENTS_MAX: usize = 64;
 const DRAIN_MAX: usize = 1024;
 /// How long a stopping worker waits for its last reports to leave.
 const STOP_FLUSH_GRACE: Duration = Duration::from_secs(1);
+/// `Run` requests running at once; more are refused.
+const RUNS_IN_FLIGHT_MAX: usize = 256;
 
 /// The result of one fetch request.
 struct FetchDone {
@@ -48,7 +51,9 @@ struct Shell {
     exec_rx: mpsc::UnboundedReceiver<ExecEvent>,
     /// Seceded tasks waiting to rejoin the pool, woken on `Effect::Resume`.
     rejoins: BTreeMap<(Key, Attempt), oneshot::Sender<()>>,
-    actors: ActorHost,
+    actors: Arc<ActorHost>,
+    /// `Run` requests running now.
+    runs_in_flight: Arc<std::sync::atomic::AtomicUsize>,
     link: Option<Link>,
     generation: u64,
     connecting: Option<JoinHandle<Result<Connected, String>>>,
@@ -72,13 +77,15 @@ pub(crate) async fn serve(
 ) -> Result<()> {
     // Tasks owned by this future: dropping it (a kill) aborts them and drops their sockets.
     let mut background = JoinSet::new();
-    let peer_server = match peer_server::bind(&settings.listen, &mut background).await {
-        Ok(server) => server,
-        Err(e) => {
-            status.send_modify(|s| s.ended = Some(e.to_string()));
-            return Err(e);
-        }
-    };
+    let actors = Arc::new(ActorHost::default());
+    let peer_server =
+        match peer_server::bind(&settings.listen, &mut background, Arc::clone(&actors), settings.name.clone()).await {
+            Ok(server) => server,
+            Err(e) => {
+                status.send_modify(|s| s.ended = Some(e.to_string()));
+                return Err(e);
+            }
+        };
     status.send_modify(|s| s.address = Some(peer_server.address.clone()));
     tracing::info!(name = %settings.name, address = %peer_server.address, "worker listening for peers");
 
@@ -107,7 +114,8 @@ pub(crate) async fn serve(
         executor,
         exec_rx,
         rejoins: BTreeMap::new(),
-        actors: ActorHost::default(),
+        actors,
+        runs_in_flight: Arc::default(),
         link: None,
         generation: 0,
         connecting: None,
@@ -227,7 +235,10 @@ impl Shell {
         self.connecting = Some(tokio::spawn(link::connect(address, identity)));
     }
 
-    fn on_connected(&mut self, connected: std::result::Result<Result<Connected, String>, tokio::task::JoinError>) -> Result<()> {
+    fn on_connected(
+        &mut self,
+        connected: std::result::Result<Result<Connected, String>, tokio::task::JoinError>,
+    ) -> Result<()> {
         let connected = match connected {
             Ok(Ok(connected)) => connected,
             Ok(Err(message)) => return Err(Error::Config(message)),
@@ -259,6 +270,7 @@ impl Shell {
                 next = self.link_rx.try_recv().ok();
             }
         }
+        self.replace_detached_threads();
         self.drop_released_actors();
     }
 
@@ -295,6 +307,14 @@ impl Shell {
         }
     }
 
+    /// Take the threads of tasks a restart abandoned out of the pool (new
+    /// threads take their places): their slots are free already.
+    fn replace_detached_threads(&mut self) {
+        for id in self.core.poll_detached() {
+            self.executor.detach(&id);
+        }
+    }
+
     /// Drop the actors whose marker the core no longer holds (freed, restarted).
     fn drop_released_actors(&mut self) {
         if !self.actors.is_empty() {
@@ -303,19 +323,58 @@ impl Shell {
         }
     }
 
+    /// Data requests are the core's, answered together in order; runs
+    /// (and actor calls, which the receive task dispatches itself) execute
+    /// elsewhere and are answered once they ran.
     fn on_peer_input(&mut self, input: PeerIn) {
-        let out = match input {
+        let (identity, replies) = match input {
             PeerIn::Requests { identity, requests } => {
-                let replies = requests.into_iter().map(|r| self.core.handle_peer_request(r)).collect();
-                PeerOut { identity, replies }
+                let mut replies = Vec::new();
+                for request in requests {
+                    match request {
+                        PeerRequest::Run { req, func, args } => self.run_call(&identity, req, func, args),
+                        data => replies.push(self.core.handle_peer_request(data)),
+                    }
+                }
+                (identity, replies)
             }
             PeerIn::Malformed { identity, message } => {
                 tracing::debug!("malformed peer request: {message}");
-                PeerOut { identity, replies: vec![PeerReply::Error { req: RequestId(0), message }] }
+                (identity, vec![PeerReply::Error { req: RequestId(0), message }])
             }
         };
-        if self.peer_server.outgoing.try_send(out).is_err() {
+        if !replies.is_empty() {
+            self.send_peer(identity, replies);
+        }
+    }
+
+    fn send_peer(&self, identity: Bytes, replies: Vec<PeerReply>) {
+        if self.peer_server.outgoing.try_send(PeerOut { identity, replies }).is_err() {
             tracing::warn!("peer replies are backing up; one reply was dropped");
+        }
+    }
+
+    /// Run the function once on a thread of its own (outside the task slots).
+    fn run_call(&mut self, identity: &Bytes, req: RequestId, func: String, args: Vec<u8>) {
+        use std::sync::atomic::Ordering;
+        let in_flight = Arc::clone(&self.runs_in_flight);
+        if in_flight.fetch_add(1, Ordering::AcqRel) >= RUNS_IN_FLIGHT_MAX {
+            in_flight.fetch_sub(1, Ordering::AcqRel);
+            let message =
+                format!("worker {} runs {RUNS_IN_FLIGHT_MAX} functions already; try again later", self.settings.name);
+            self.send_peer(identity.clone(), vec![PeerReply::Error { req, message }]);
+            return;
+        }
+        let reply = answer_from_thread(self.peer_server.outgoing.clone(), identity.clone(), req);
+        let done_in_flight = Arc::clone(&in_flight);
+        let started = self.executor.call_outside(func, args, move |outcome| {
+            done_in_flight.fetch_sub(1, Ordering::AcqRel);
+            reply(outcome);
+        });
+        if let Err(e) = started {
+            in_flight.fetch_sub(1, Ordering::AcqRel);
+            let message = format!("worker {} cannot start a thread for the call: {e}", self.settings.name);
+            self.send_peer(identity.clone(), vec![PeerReply::Error { req, message }]);
         }
     }
 

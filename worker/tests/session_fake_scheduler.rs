@@ -46,7 +46,14 @@ impl FakeScheduler {
             loop {
                 let mut router = RouterSocket::new();
                 match router.bind(address).await {
-                    Ok(_) => return FakeScheduler { router, address: address.to_owned(), pending: VecDeque::new(), answer_heartbeats: true },
+                    Ok(_) => {
+                        return FakeScheduler {
+                            router,
+                            address: address.to_owned(),
+                            pending: VecDeque::new(),
+                            answer_heartbeats: true,
+                        }
+                    }
                     Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
                 }
             }
@@ -127,7 +134,13 @@ fn cbor<T: serde::Serialize>(v: &T) -> Vec<u8> {
 }
 
 fn compute(key: &str, func: &str, args: &Value, deps: Vec<DepLocation>) -> ToWorker {
-    ToWorker::Compute(ComputeTask { key: Key::from(key), attempt: Attempt(1), func: func.into(), args: cbor(args), deps })
+    ToWorker::Compute(ComputeTask {
+        key: Key::from(key),
+        attempt: Attempt(1),
+        func: func.into(),
+        args: cbor(args),
+        deps,
+    })
 }
 
 fn start_worker(scheduler: &str, name: &str) -> WorkerHandle {
@@ -261,7 +274,11 @@ async fn workers_compute_fetch_serve_free_and_reregister_after_scheduler_restart
     sched.send("w1", vec![compute("inc-bad", "inc", &text, vec![])]).await;
     assert_eq!(erred_kind(&sched.expect_report("inc-bad").await).0, TaskErrorKind::Codec);
     let gone = Key::from("gone");
-    let dep = DepLocation { key: gone.clone(), holders: vec![(WorkerId::from("w9"), "tcp://127.0.0.1:1".into())], inline: None };
+    let dep = DepLocation {
+        key: gone.clone(),
+        holders: vec![(WorkerId::from("w9"), "tcp://127.0.0.1:1".into())],
+        inline: None,
+    };
     sched.send("w1", vec![compute("inc-lost", "inc", &Value::Array(vec![future_ref_value(&gone)]), vec![dep])]).await;
     assert_eq!(erred_kind(&sched.expect_report("inc-lost").await).0, TaskErrorKind::LostDependency);
 
@@ -432,4 +449,129 @@ async fn burst_of_tasks_in_one_frame_is_all_reported_in_batched_frames() {
     assert_eq!(sum, n * (n + 1) / 2);
     assert!(frames_before < N_TASKS / 10, "{N_TASKS} reports took {frames_before} frames");
     within("m1 to shut down", w.shutdown()).await.unwrap();
+}
+
+/// A counter actor for the tests below.
+#[derive(Default)]
+struct Counter {
+    n: u64,
+}
+
+impl reprise_worker::Actor for Counter {
+    type Args = ();
+    fn new((): ()) -> Result<Self, String> {
+        Ok(Counter::default())
+    }
+    fn methods(methods: &mut reprise_worker::Methods<Self>) {
+        methods.method("increment", |c: &mut Counter| {
+            c.n += 1;
+            c.n
+        });
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn actor_lives_on_its_worker_runs_calls_in_order_and_goes_with_its_data() {
+    let mut sched = FakeScheduler::bind("tcp://127.0.0.1:0").await;
+    let w = stock::register(Worker::builder())
+        .scheduler(sched.address.as_str())
+        .name("wa")
+        .nthreads(1)
+        .actor::<Counter>("Counter")
+        .task_with_context("whoami", |ctx: &reprise_worker::TaskContext| ctx.worker_id().map(ToString::to_string))
+        .build()
+        .unwrap()
+        .spawn();
+    let address = within("wa to bind", w.ready()).await.unwrap();
+    match sched.expect_register("wa").await {
+        WorkerMsg::Register { functions, .. } => {
+            assert!(functions.iter().any(|f| f == "actor:Counter"), "{functions:?}")
+        }
+        _ => unreachable!(),
+    }
+    sched.send("wa", vec![ToWorker::Welcome { scheduler: "fake".into() }]).await;
+
+    // Creating the actor is a task; its marker is not inline and names this worker.
+    sched.send("wa", vec![compute("actor:Counter-1", "actor:Counter", &Value::Array(vec![]), vec![])]).await;
+    match sched.expect_report("actor:Counter-1").await {
+        WorkerMsg::Finished { inline: None, .. } => {}
+        other => panic!("expected a Finished without inline bytes, got {other:?}"),
+    }
+    let marker: reprise_proto::ActorRef = decode(&peer_get(&address, "actor:Counter-1").await.unwrap()).unwrap();
+    assert_eq!(
+        (marker.actor.as_str(), marker.worker.as_str(), marker.address.as_str()),
+        ("Counter", "wa", address.as_str())
+    );
+
+    // 50 calls sent back to back come back one per frame, in order.
+    let replies = within("50 actor calls", async {
+        let mut socket = DealerSocket::new();
+        socket.connect(&address).await.unwrap();
+        for i in 0..50u64 {
+            let call = PeerRequest::ActorCall {
+                req: RequestId(i + 1),
+                key: Key::from("actor:Counter-1"),
+                method: "increment".into(),
+                args: cbor(&()),
+            };
+            socket.send(ZmqMessage::from(encode_frame(&[call]).unwrap())).await.unwrap();
+        }
+        let mut replies = Vec::new();
+        while replies.len() < 50 {
+            let frame = socket.recv().await.unwrap().into_vec();
+            replies.extend(decode_frame::<PeerReply>(&frame[0]).unwrap());
+        }
+        replies
+    })
+    .await;
+    let values: Vec<(u64, u64)> = replies
+        .iter()
+        .map(|r| match r {
+            PeerReply::Returned { req, value } => (req.0, decode::<u64>(value).unwrap()),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(values, (1..=50).map(|i| (i, i)).collect::<Vec<_>>());
+
+    // An unknown method is the call's error, not the actor's end.
+    let bad = PeerRequest::ActorCall {
+        req: RequestId(77),
+        key: Key::from("actor:Counter-1"),
+        method: "nope".into(),
+        args: cbor(&()),
+    };
+    match peer_ask(&address, &bad).await.as_slice() {
+        [PeerReply::Raised { req: RequestId(77), error }] => assert_eq!(error.kind, TaskErrorKind::UnknownFunction),
+        other => panic!("{other:?}"),
+    }
+
+    // `Run` calls a registered function once, with a context, outside the slots.
+    let run = PeerRequest::Run { req: RequestId(78), func: "whoami".into(), args: cbor(&()) };
+    match peer_ask(&address, &run).await.as_slice() {
+        [PeerReply::Returned { req: RequestId(78), value }] => {
+            assert_eq!(decode::<Option<String>>(value).unwrap().as_deref(), Some("wa"))
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // Freeing the actor's key ends the actor: calls are then refused.
+    sched.send("wa", vec![ToWorker::Free { keys: vec![Key::from("actor:Counter-1")] }]).await;
+    let call = PeerRequest::ActorCall {
+        req: RequestId(79),
+        key: Key::from("actor:Counter-1"),
+        method: "increment".into(),
+        args: cbor(&()),
+    };
+    within("the actor to go", async {
+        loop {
+            match peer_ask(&address, &call).await.as_slice() {
+                [PeerReply::Error { message, .. }] => {
+                    assert!(message.contains("no actor"), "{message}");
+                    return;
+                }
+                _ => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+    })
+    .await;
 }

@@ -111,6 +111,9 @@ impl FakeWorker {
                 }
                 PeerReply::Stored { req }
             }
+            PeerRequest::ActorCall { req, .. } | PeerRequest::Run { req, .. } => {
+                PeerReply::Error { req, message: "the fake worker has no actors or functions to run".into() }
+            }
         }
     }
 }
@@ -289,6 +292,7 @@ impl State {
                     })
                     .collect(),
             ),
+            _ => InfoReply::Done,
         }
     }
 

@@ -3,7 +3,7 @@
 //! measurement, so that runs can be compared (and parsed) line by line.
 use clap::Subcommand;
 
-use super::{bench_coordination, bench_dask, bench_recovery, bench_tasks};
+use super::{bench_actors, bench_coordination, bench_dask, bench_recovery, bench_tasks};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -20,6 +20,8 @@ enum What {
     /// Start-up time on a long log (with and without a snapshot) and the
     /// data dir's size under a steady stream of short-lived tasks.
     Recovery(bench_recovery::Args),
+    /// An actor call's round trip and throughput beside a submit → result round trip.
+    Actors(bench_actors::Args),
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -35,5 +37,6 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         }
         What::Tasks(args) => bench_tasks::run(args).await,
         What::Recovery(args) => bench_recovery::run(args).await,
+        What::Actors(args) => bench_actors::run(args).await,
     }
 }

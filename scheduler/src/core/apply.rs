@@ -41,6 +41,7 @@ impl State {
                 self.join(worker, *nthreads, address, functions, resources)
             }
             Event::WorkerRemoved { worker } => self.remove_worker(worker),
+            Event::ClusterRestarted => self.restart(),
             primitive => self.apply_primitive(primitive),
         };
         if !changed {
@@ -138,6 +139,22 @@ impl State {
         let Some(task) = self.tasks.get(key) else { return };
         let unfinished = self.unfinished_deps(task);
         self.set_state(key, TaskState::Waiting { unfinished });
+    }
+
+    /// `ClusterRestarted`: every key pending or in memory is lost, its
+    /// data (inline copies included) gone; the indices empty with it. Always
+    /// a change: the restart happened even if nothing was live.
+    fn restart(&mut self) -> bool {
+        let affected: Vec<Key> = self
+            .tasks
+            .iter()
+            .filter(|(_, t)| t.state.is_pending() || t.state.is_memory())
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in &affected {
+            self.set_state(key, TaskState::Lost);
+        }
+        true
     }
 
     fn remove_client(&mut self, client: &ClientId) -> bool {

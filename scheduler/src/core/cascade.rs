@@ -3,7 +3,9 @@
 //! releasing keys nobody needs.
 use std::collections::{BTreeMap, BTreeSet};
 
-use reprise_proto::{Event, Holder, Key, KeyState, KeyUpdate, TaskError, TaskErrorKind, ToClient, ToWorker, WorkerId};
+use reprise_proto::{
+    actor_type, Event, Holder, Key, KeyState, KeyUpdate, TaskError, TaskErrorKind, ToClient, ToWorker, WorkerId,
+};
 
 use super::scheduler::{Cx, Scheduler};
 use super::state::{Origin, TaskState};
@@ -22,7 +24,7 @@ impl Scheduler {
                 continue;
             }
             for dep in &unfinished {
-                if self.state.task_state(dep) == Some(&TaskState::Released) {
+                if self.state.task_state(dep) == Some(&TaskState::Released) && !self.lose_actor(cx, dep) {
                     self.emit(cx, Event::TaskLost { key: dep.clone() });
                     stack.push(dep.clone());
                 }
@@ -40,7 +42,7 @@ impl Scheduler {
             Some(TaskState::Lost) => Some(TaskError::new(
                 TaskErrorKind::LostDependency,
                 dep.clone(),
-                format!("input {dep} was lost with the workers that held it and cannot be recomputed"),
+                format!("input {dep} was lost (its workers left, or the cluster restarted) and will not be recomputed"),
             )),
             _ => None,
         })
@@ -166,13 +168,32 @@ impl Scheduler {
         cx.to_settle.insert(key.clone());
     }
 
-    /// A released key that some client or holder wants is recomputed.
+    /// A released key that some client or holder wants is recomputed
+    /// (an actor's errs instead: see [`Scheduler::lose_actor`]).
     pub(crate) fn revive_if_wanted(&mut self, cx: &mut Cx, key: &Key) {
         let Some(task) = self.state.task(key) else { return };
-        if task.state() == &TaskState::Released && task.is_wanted() {
+        if task.state() == &TaskState::Released && task.is_wanted() && !self.lose_actor(cx, key) {
             self.emit(cx, Event::TaskLost { key: key.clone() });
             cx.to_advance.insert(key.clone());
         }
+    }
+
+    /// A released key that creates an actor is not recomputed: the actor
+    /// lived on the worker that held its data, and a new instance elsewhere
+    /// would silently lose its state (actors are not resilient, as in Dask).
+    /// It errs instead, and so do its waiting dependents. Returns whether
+    /// `key` was such a key.
+    fn lose_actor(&mut self, cx: &mut Cx, key: &Key) -> bool {
+        let Some(actor) = self.state.task(key).and_then(|t| t.spec()).and_then(|s| actor_type(&s.func)) else {
+            return false;
+        };
+        let message = format!(
+            "actor {actor} ({key}) was lost with the worker that held it; actors are not resilient and are never recreated elsewhere"
+        );
+        // Back to waiting (the only way out of `released`), then erred.
+        self.emit(cx, Event::TaskLost { key: key.clone() });
+        self.err_tasks(cx, key, TaskError::new(TaskErrorKind::LostDependency, key.clone(), message));
+        true
     }
 
     /// The worker running `key` left: try again elsewhere, unless workers

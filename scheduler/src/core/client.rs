@@ -43,10 +43,7 @@ impl Scheduler {
             ClientMsg::FireAndForget { keys } => self.fire_and_forget(cx, &keys),
             ClientMsg::Retry { keys } => self.retry(cx, &keys),
             ClientMsg::Scattered { worker, items } => self.scattered(cx, client, &worker, items),
-            ClientMsg::Info { req, what } => {
-                let body = self.info(&what);
-                cx.send_client(client, ToClient::Reply { req, body });
-            }
+            ClientMsg::Info { req, what } => self.handle_info(cx, client, req, what),
             ClientMsg::Primitive { req, op } => self.primitive(cx, client, req, op, now),
             ClientMsg::Heartbeat => cx.send_client(client, ToClient::Heartbeat),
             ClientMsg::Goodbye => self.remove_client(cx, client),

@@ -1,4 +1,5 @@
-//! Answers to clients' information requests. They change nothing.
+//! Answers to clients' information requests. They change nothing; the
+//! management requests that also travel as `Info` are `cluster`'s.
 use std::collections::BTreeMap;
 
 use reprise_proto::{InfoReply, InfoRequest, SchedulerInfo, WorkerInfo};
@@ -6,9 +7,10 @@ use reprise_proto::{InfoReply, InfoRequest, SchedulerInfo, WorkerInfo};
 use super::scheduler::Scheduler;
 
 impl Scheduler {
-    pub(crate) fn info(&self, what: &InfoRequest) -> InfoReply {
+    /// The answer to a question; `None` for a management request.
+    pub(crate) fn info(&self, what: &InfoRequest) -> Option<InfoReply> {
         let state = &self.state;
-        match what {
+        Some(match what {
             InfoRequest::WhoHas { keys } => {
                 InfoReply::WhoHas(keys.iter().map(|k| (k.clone(), state.who_has(k))).collect())
             }
@@ -21,7 +23,10 @@ impl Scheduler {
             }
             InfoRequest::SchedulerInfo => InfoReply::SchedulerInfo(self.scheduler_info()),
             InfoRequest::Locate { keys } => InfoReply::Locate(keys.iter().map(|k| self.location(k)).collect()),
-        }
+            InfoRequest::Replicate { .. } | InfoRequest::Rebalance | InfoRequest::Restart | InfoRequest::Shutdown => {
+                return None
+            }
+        })
     }
 
     fn scheduler_info(&self) -> SchedulerInfo {

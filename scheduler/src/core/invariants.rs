@@ -64,7 +64,6 @@ impl State {
         ensure(!scattered || matches!(task.state, TaskState::Memory { .. } | TaskState::Lost), || {
             format!("scattered {key} is {name}")
         })?;
-        ensure(scattered || task.state != TaskState::Lost, || format!("computed {key} is lost"))?;
         match &task.state {
             TaskState::Waiting { unfinished } => {
                 ensure(*unfinished == self.unfinished_deps(task), || format!("{key}: stale unfinished set"))?;

@@ -16,7 +16,8 @@
 //! `processing` → `memory`, plus `erred`, `released` (computed, its data
 //! dropped because nothing needs it now, its spec kept as lineage for a
 //! dependent that may need it recomputed), `lost` (scattered data whose
-//! holders all left) and the transient `cancelled`, which always ends in
+//! holders all left, or anything pending or in memory at a cluster
+//! restart) and the transient `cancelled`, which always ends in
 //! `TaskForgotten` within the same decision.
 //!
 //! Event semantics that the proto's doc comments leave open:
@@ -36,6 +37,12 @@
 //!   dependent; a key with dependents but nothing pending downstream is
 //!   `released` instead (its spec stays as lineage).
 //! - `DataScattered` on a `lost` scattered key brings it back to memory.
+//! - A `released` key whose task creates an actor (`actor:<type>`) is never
+//!   recomputed: the core emits `TaskLost` and at once `TaskErred` for it,
+//!   since a new instance elsewhere would silently have lost the state.
+//! - `ClusterRestarted` makes every pending or in-memory key `lost` (see
+//!   the `cluster` module, which also makes replicas for replicate and
+//!   rebalance with the existing `ReplicaAdded` / `ReplicaRemoved`).
 //! - `WorkerJoined` of a known worker updates its attributes; the core emits
 //!   it only when something changed.
 //! - An event that does not fit the state it meets changes nothing and is
@@ -46,6 +53,7 @@
 mod apply;
 mod cascade;
 mod client;
+mod cluster;
 mod info;
 mod invariants;
 mod placement;

@@ -3,6 +3,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use reprise_proto::{ClientId, Event, Key, ToClient, ToWorker, WorkerId};
 
+use super::cluster::ClusterOps;
 use super::prims::waiters::Waiters;
 use super::sessions::Sessions;
 use super::{Config, Decision, Effect, Input, Millis, State};
@@ -20,6 +21,8 @@ pub struct Scheduler {
     pub(crate) last_seq: u64,
     /// Decisions taken, for spacing the debug builds' invariant checks.
     decisions: u64,
+    /// Copies on their way for replicate and rebalance requests (volatile).
+    pub(crate) cluster: ClusterOps,
 }
 
 /// Debug builds check the invariants after every decision while the state
@@ -90,7 +93,15 @@ impl Scheduler {
         for client in state.clients.keys() {
             sessions.returning_client(client, now, config.reconnect_grace_ms);
         }
-        Scheduler { config, state, sessions, waiters: Waiters::default(), last_seq: 0, decisions: 0 }
+        Scheduler {
+            config,
+            state,
+            sessions,
+            waiters: Waiters::default(),
+            last_seq: 0,
+            decisions: 0,
+            cluster: ClusterOps::default(),
+        }
     }
 
     /// Decide what `input` leads to at time `now`. Never panics, whatever
@@ -188,6 +199,7 @@ impl Scheduler {
                 break;
             }
         }
+        self.settle_copies(cx);
         for (worker, keys) in std::mem::take(&mut cx.frees) {
             cx.send_worker(&worker, ToWorker::Free { keys: keys.into_iter().collect() });
         }

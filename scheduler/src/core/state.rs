@@ -39,7 +39,9 @@ pub enum TaskState {
     Released,
     /// Failed for good; `error.key` names the task that failed first.
     Erred { error: TaskError },
-    /// Scattered data whose holders all left, with no inline copy.
+    /// Scattered data whose holders all left, with no inline copy; or any
+    /// key that was pending or in memory when the cluster restarted. It is
+    /// not recomputed.
     Lost,
     /// Cancelled; transient, always forgotten within the same decision.
     Cancelled,

@@ -43,6 +43,8 @@ impl Scheduler {
                 self.finished(cx, worker, key, attempt, nbytes, inline)
             }
             WorkerMsg::Erred { key, attempt, error } => self.erred(cx, worker, key, attempt, error),
+            WorkerMsg::DataAdded { key, nbytes: _ } => self.data_added(cx, worker, key),
+            WorkerMsg::FetchFailed { key, message: _ } => self.fetch_failed(worker, key),
             WorkerMsg::Heartbeat => cx.send_worker(worker, ToWorker::Heartbeat),
             WorkerMsg::Goodbye => self.remove_worker(cx, worker),
         }

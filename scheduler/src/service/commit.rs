@@ -85,8 +85,18 @@ pub(super) fn run(mut lp: CoreLoop) -> Result<(), ServiceError> {
         if !effects.is_empty() && lp.outbound.send(frames_for(effects)).is_err() {
             return Ok(()); // the send task is gone: the service is stopping
         }
+        if scheduler.shutdown_requested() {
+            // A client's `shutdown()`: give the send task a moment to deliver
+            // the workers' `Shutdown` and the client's answer, then stop.
+            tracing::info!("a client asked the cluster to shut down; stopping");
+            lp.runtime.block_on(tokio::time::sleep(SHUTDOWN_FLUSH_GRACE));
+            return Ok(());
+        }
     }
 }
+
+/// How long a requested shutdown lets the last effects leave.
+const SHUTDOWN_FLUSH_GRACE: Duration = Duration::from_millis(300);
 
 fn wait(
     runtime: &tokio::runtime::Handle,

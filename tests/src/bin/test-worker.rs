@@ -1,14 +1,16 @@
 //! A worker binary of the end-to-end tests: the stock functions plus a few
 //! that leave traces on disk, so that a test can see that (and when) a task
-//! ran even after every future of it was dropped. It takes the flags of
-//! `reprise worker` and prints "registered" the same way; it also shows that
-//! a worker binary of one's own takes a few lines.
+//! ran even after every future of it was dropped; tasks that submit tasks;
+//! and the actors of Dask's docs (a counter, a parameter server). It takes
+//! the flags of `reprise worker` and prints "registered" the same way; it
+//! also shows that a worker binary of one's own takes a few lines.
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use reprise::worker::{stock, Worker};
+use reprise::worker::{stock, Actor, Methods, TaskContext, Worker};
 
 #[derive(Parser, Debug)]
 #[command(about = "Reprise's stock worker plus the end-to-end tests' functions")]
@@ -72,6 +74,103 @@ fn counted_blob(log: String, label: String, n: u64) -> Result<Vec<u8>, String> {
     Ok(vec![0; usize::try_from(n).map_err(|e| e.to_string())?])
 }
 
+// ---------------------------------------------------------------------------
+// Tasks that submit tasks, and actors (tests/tests/tasks_from_tasks.rs,
+// tests/tests/actors_*.rs, tests/tests/cluster_*.rs).
+// ---------------------------------------------------------------------------
+
+/// Map `inc` over `0..n` from inside a task, wait for the results while
+/// seceded (so that a one-thread worker can run them), rejoin, and sum.
+fn fanout(ctx: &TaskContext, n: i64) -> reprise::Result<i64> {
+    let client = ctx.client()?;
+    ctx.secede();
+    let futs: Vec<reprise::Future<i64>> = client.map("inc", 0..n)?;
+    let xs = ctx.block_on(client.gather(&futs))?;
+    ctx.rejoin();
+    Ok(xs.iter().sum())
+}
+
+/// Put `item` on the cluster's Queue `queue`.
+fn push_to_queue(ctx: &TaskContext, queue: String, item: i64) -> reprise::Result<()> {
+    let client = ctx.client()?;
+    ctx.block_on(reprise::Queue::new(&client, queue).put(&item))
+}
+
+/// A monitor-style task: submit `n` tasks that each push one item to the
+/// Queue `queue`, fire_and_forget them, and return without waiting.
+fn monitor(ctx: &TaskContext, queue: String, n: i64) -> reprise::Result<i64> {
+    let client = ctx.client()?;
+    for i in 0..n {
+        let fut: reprise::Future<()> = client.submit("push_to_queue", (&queue, i))?;
+        ctx.block_on(reprise::fire_and_forget(&fut))?;
+    }
+    Ok(n)
+}
+
+/// The worker's name, for `run`.
+fn worker_name(ctx: &TaskContext) -> Option<String> {
+    ctx.worker_id().map(ToString::to_string)
+}
+
+/// Dask's counter actor.
+#[derive(Default)]
+struct Counter {
+    n: u64,
+}
+
+impl Actor for Counter {
+    type Args = ();
+    fn new((): ()) -> Result<Self, String> {
+        Ok(Counter::default())
+    }
+    fn methods(methods: &mut Methods<Self>) {
+        methods
+            .method("increment", |c: &mut Counter| {
+                c.n += 1;
+                c.n
+            })
+            .method("value", |c: &mut Counter| c.n);
+    }
+}
+
+/// The parameter server of Dask's actor docs: named arrays, `put` and `get`.
+#[derive(Default)]
+struct ParameterServer {
+    data: BTreeMap<String, Vec<f64>>,
+}
+
+impl Actor for ParameterServer {
+    type Args = ();
+    fn new((): ()) -> Result<Self, String> {
+        Ok(ParameterServer::default())
+    }
+    fn methods(methods: &mut Methods<Self>) {
+        methods
+            .method("put", |ps: &mut ParameterServer, key: String, value: Vec<f64>| {
+                ps.data.insert(key, value);
+            })
+            .method("get", |ps: &mut ParameterServer, key: String| {
+                ps.data.get(&key).cloned().ok_or_else(|| format!("no parameters named {key:?}"))
+            });
+    }
+}
+
+/// One gradient step of Dask's example: the gradient of the squared error
+/// `(params - data)^2` is `2 (params - data)`.
+fn train(params: &[f64], lr: f64, data: &[f64]) -> Vec<f64> {
+    params.iter().zip(data).map(|(p, d)| p - lr * 2.0 * (p - d)).collect()
+}
+
+/// One iteration on the worker: get the parameters from the server,
+/// train on data of ones, put them back; return their mean.
+fn ps_train(ctx: &TaskContext, ps: reprise::ActorHandle, lr: f64) -> reprise::Result<f64> {
+    let params: Vec<f64> = ctx.block_on(ps.call("get", ("parameters",)))?;
+    let data = vec![1.0; params.len()];
+    let params = train(&params, lr, &data);
+    ctx.block_on(ps.call::<()>("put", ("parameters", &params)))?;
+    Ok(params.iter().sum::<f64>() / params.len().max(1) as f64)
+}
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     // As `reprise worker` does: one line naming what went wrong.
@@ -92,7 +191,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .task("to_text", to_text)
         .task("marked_sleep", marked_sleep)
         .task("counted", counted)
-        .task("counted_blob", counted_blob);
+        .task("counted_blob", counted_blob)
+        .task_with_context("fanout", fanout)
+        .task_with_context("push_to_queue", push_to_queue)
+        .task_with_context("monitor", monitor)
+        .task_with_context("worker_name", worker_name)
+        .task_with_context("ps_train", ps_train)
+        .actor::<Counter>("Counter")
+        .actor::<ParameterServer>("ParameterServer");
     if let Some(name) = args.name {
         builder = builder.name(name);
     }

@@ -83,7 +83,13 @@ fn remote_dep(key: &str, holders: &[&str]) -> DepLocation {
 }
 
 fn compute(key: &str, attempt: u64, func: &str, deps: Vec<DepLocation>) -> ToWorker {
-    ToWorker::Compute(ComputeTask { key: Key::from(key), attempt: Attempt(attempt), func: func.into(), args: cbor(&(1,)), deps })
+    ToWorker::Compute(ComputeTask {
+        key: Key::from(key),
+        attempt: Attempt(attempt),
+        func: func.into(),
+        args: cbor(&(1,)),
+        deps,
+    })
 }
 
 fn finished_keys(msgs: &[WorkerMsg]) -> Vec<(String, u64)> {
@@ -200,7 +206,10 @@ fn free_drops_data_and_peers_then_get_none() {
     h.done("a", 1, Ok(cbor(&5)));
     let get = || PeerRequest::Get { req: RequestId(7), keys: vec![Key::from("a")] };
     let reply = h.core.handle_peer_request(get());
-    assert_eq!(reply, PeerReply::Data { req: RequestId(7), items: vec![(Key::from("a"), Some(ByteBuf::from(cbor(&5))))] });
+    assert_eq!(
+        reply,
+        PeerReply::Data { req: RequestId(7), items: vec![(Key::from("a"), Some(ByteBuf::from(cbor(&5))))] }
+    );
     h.recv(ToWorker::Free { keys: vec![Key::from("a")] });
     assert!(h.core.held().is_empty());
     let reply = h.core.handle_peer_request(get());
@@ -553,7 +562,13 @@ fn cancelled_seceded_task_still_waits_for_a_slot_to_rejoin() {
 #[test]
 fn actor_marker_never_travels_inline() {
     let mut h = Harness::registered(1);
-    let task = ComputeTask { key: Key::from("actor:C-1"), attempt: Attempt(1), func: "actor:C".into(), args: cbor(&()), deps: vec![] };
+    let task = ComputeTask {
+        key: Key::from("actor:C-1"),
+        attempt: Attempt(1),
+        func: "actor:C".into(),
+        args: cbor(&()),
+        deps: vec![],
+    };
     h.core.config.functions.push("actor:C".into());
     h.recv(ToWorker::Compute(task));
     assert_eq!(started(&h.effects()), vec!["actor:C-1"]);
@@ -562,4 +577,83 @@ fn actor_marker_never_travels_inline() {
         [WorkerMsg::Finished { inline: None, nbytes, .. }] => assert_eq!(*nbytes, 7),
         other => panic!("{other:?}"),
     }
+}
+
+fn fetch_order(key: &str, holders: &[&str]) -> ToWorker {
+    let from = holders.iter().map(|a| (WorkerId::from(format!("w-{a}")), (*a).to_owned())).collect();
+    ToWorker::Fetch { key: Key::from(key), from }
+}
+
+#[test]
+fn fetch_order_keeps_the_copy_reports_data_added_and_serves_it() {
+    let mut h = Harness::registered(1);
+    h.recv(fetch_order("x", &["tcp://p"]));
+    assert_eq!(h.effects(), vec![Effect::Fetch { address: "tcp://p".into(), keys: vec![Key::from("x")] }]);
+    h.core.handle_fetched("tcp://p", vec![(Key::from("x"), Some(Bytes::from(cbor(&7))))], h.now);
+    h.check();
+    assert_eq!(h.messages(), vec![WorkerMsg::DataAdded { key: Key::from("x"), nbytes: 1 }]);
+    assert_eq!(h.core.held(), vec![(Key::from("x"), 1)]);
+    // A task needing it now finds it here.
+    h.recv(compute("t", 1, "inc", vec![remote_dep("x", &["tcp://p"])]));
+    assert_eq!(started(&h.effects()), vec!["t"]);
+}
+
+#[test]
+fn fetch_order_for_data_held_already_is_answered_at_once() {
+    let mut h = Harness::registered(1);
+    h.recv(compute("a", 1, "inc", vec![]));
+    h.executed();
+    h.done("a", 1, Ok(cbor(&1)));
+    h.messages();
+    h.recv(fetch_order("a", &["tcp://p"]));
+    assert!(h.effects().is_empty());
+    assert_eq!(h.messages(), vec![WorkerMsg::DataAdded { key: Key::from("a"), nbytes: 1 }]);
+}
+
+#[test]
+fn fetch_order_without_another_holder_or_past_the_timeout_fails() {
+    let mut h = Harness::registered(1);
+    h.recv(ToWorker::Fetch { key: Key::from("x"), from: vec![(WorkerId::from("w1"), "tcp://127.0.0.1:9001".into())] });
+    assert!(matches!(h.messages().as_slice(), [WorkerMsg::FetchFailed { key, .. }] if key.as_str() == "x"));
+    h.recv(fetch_order("y", &["tcp://dead"]));
+    let mut now = Duration::ZERO;
+    let mut failed = Vec::new();
+    while now <= 40 * S && failed.is_empty() {
+        for effect in h.effects() {
+            if let Effect::Fetch { address, keys } = effect {
+                h.core.handle_fetch_failed(&address, &keys, h.now);
+                h.check();
+            }
+        }
+        now += ms(250);
+        h.tick(now);
+        h.recv(ToWorker::Heartbeat);
+        failed = h.messages().into_iter().filter(|m| matches!(m, WorkerMsg::FetchFailed { .. })).collect();
+    }
+    assert!(matches!(failed.as_slice(), [WorkerMsg::FetchFailed { key, .. }] if key.as_str() == "y"), "{failed:?}");
+    assert!(h.core.held().is_empty());
+}
+
+#[test]
+fn restart_drops_all_data_and_abandons_every_task() {
+    let mut h = Harness::registered(1);
+    h.recv(compute("a", 1, "inc", vec![]));
+    h.executed();
+    h.done("a", 1, Ok(cbor(&1)));
+    h.recv(compute("b", 1, "inc", vec![]));
+    h.recv(compute("c", 1, "inc", vec![]));
+    h.recv(compute("d", 1, "inc", vec![remote_dep("x", &["tcp://p"])]));
+    assert_eq!(started(&h.effects()), vec!["b"]);
+    h.messages();
+    h.recv(ToWorker::Restart);
+    assert!(h.core.held().is_empty() && h.core.running().is_empty());
+    assert_eq!(h.core.n_executing(), 0, "b's slot is free at once");
+    assert_eq!(h.core.poll_detached(), vec![(Key::from("b"), Attempt(1))], "b's thread is busy until it ends");
+    assert!(h.core.poll_detached().is_empty());
+    h.recv(compute("e", 1, "inc", vec![]));
+    assert_eq!(started(&h.effects()), vec!["e"], "new work starts while b still runs");
+    h.done("b", 1, Ok(cbor(&2)));
+    assert!(h.messages().is_empty(), "the abandoned result is discarded");
+    assert!(h.effects().is_empty(), "c never starts");
+    assert_eq!(h.core.n_executing(), 1);
 }

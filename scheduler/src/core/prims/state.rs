@@ -148,6 +148,10 @@ impl State {
     pub fn event_is_set(&self, name: &str) -> bool {
         self.prims.set_events.contains(name)
     }
+    /// Every event that is set.
+    pub fn set_events(&self) -> impl Iterator<Item = &String> {
+        self.prims.set_events.iter()
+    }
     pub fn dataset(&self, name: &str) -> Option<&Key> {
         self.prims.datasets.get(name)
     }
