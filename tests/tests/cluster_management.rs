@@ -46,6 +46,12 @@ async fn replicate_to_two_workers_shows_two_holders_in_who_has() -> anyhow::Resu
     let client = cluster.client().await?;
     let fut: Future<serde_bytes::ByteBuf> = client.task("bytes").args((BIG,)).pure(false).submit()?;
     within("replicate", client.replicate(std::slice::from_ref(&fut), 2)).await??;
+    // Known race (issue note): right after replicate returns, who_has has
+    // been seen to list one holder; the second copy shows up shortly after.
+    eventually("two holders in who_has", || async {
+        Ok(client.who_has([fut.key()]).await?.get(fut.key()).map_or(0, Vec::len) == 2)
+    })
+    .await?;
     let who = within("who_has", client.who_has([fut.key()])).await??;
     let holders = &who[fut.key()];
     assert_eq!(holders.len(), 2, "{who:?}");
@@ -54,7 +60,10 @@ async fn replicate_to_two_workers_shows_two_holders_in_who_has() -> anyhow::Resu
     assert_eq!(n_listing, 2, "{held:?}");
     // More copies than workers means one on each.
     within("replicate to all", client.replicate(std::slice::from_ref(&fut), 10)).await??;
-    assert_eq!(within("who_has", client.who_has([fut.key()])).await??[fut.key()].len(), 3);
+    eventually("three holders in who_has", || async {
+        Ok(client.who_has([fut.key()]).await?.get(fut.key()).map_or(0, Vec::len) == 3)
+    })
+    .await?;
     assert_eq!(within("the value", fut.result()).await??.len() as u64, BIG);
     Ok(())
 }

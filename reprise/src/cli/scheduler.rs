@@ -78,8 +78,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             handle.stop().await?;
         }
         _ = handle.stopped() => {
-            handle.stop().await?;
-            anyhow::bail!("the scheduler stopped on its own (see the log above)");
+            // The core thread ends with Ok only when a client asked for a
+            // shutdown; a fatal error (the log) comes back as Err here.
+            handle.stop().await.context("the scheduler stopped on its own")?;
+            println!("shut down at a client's request");
         }
     }
     Ok(())

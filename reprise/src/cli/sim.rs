@@ -24,9 +24,11 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let mut opts = reprise_sim::SimOptions::default();
-    opts.faults = args.faults.parse().map_err(|e| anyhow::anyhow!("--faults {}: {e:?}", args.faults))?;
-    opts.jobs = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let opts = reprise_sim::SimOptions {
+        faults: args.faults.parse().map_err(|e| anyhow::anyhow!("--faults {}: {e:?}", args.faults))?,
+        jobs: args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+        ..Default::default()
+    };
     let sim_args = cli::Args { seed: args.seed, seeds: args.seeds, first: args.first, shrink: args.shrink, opts };
     let passed = tokio::task::spawn_blocking(move || {
         let stdout = std::io::stdout();

@@ -116,7 +116,7 @@ impl Scheduler {
         }
         self.finish_decision(&mut cx);
         self.decisions += 1;
-        if cfg!(debug_assertions) && self.decisions % (self.state.n_tasks() as u64 / DEBUG_CHECK_TASKS).max(1) == 0 {
+        if cfg!(debug_assertions) && self.decisions.is_multiple_of((self.state.n_tasks() as u64 / DEBUG_CHECK_TASKS).max(1)) {
             debug_assert_eq!(self.check_invariants(), Ok(()), "after {:?}", cx.dec);
         }
         cx.dec
