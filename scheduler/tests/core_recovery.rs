@@ -255,3 +255,17 @@ fn a_peer_that_came_back_is_held_to_the_heartbeat_timeout_again() {
     assert!(d.has_event(&Event::ClientRemoved { client: cid("c") }), "{d:?}");
     assert!(d.has_event(&Event::WorkerRemoved { worker: wid("w1") }), "{d:?}");
 }
+
+#[test]
+fn an_absurd_attempt_number_is_cancelled_not_adopted() {
+    let mut n = Node::new(config());
+    n.client("c");
+    n.worker("w1", register("w1", 1, FUNCS));
+    n.submit("c", vec![spec("a", "inc", &[]), spec("b", "inc", &[])]);
+    assert_eq!(n.state_of("b"), "queued");
+    n.restart();
+    let (_, attempt_a) = n.running("a");
+    let d = n.worker("w1", register_again("w1", &[], &[("a", attempt_a), ("b", Attempt(u64::MAX))]));
+    assert_eq!(d.cancels("w1"), vec!["b".to_owned()], "{d:?}");
+    assert!(n.sched.state().next_attempt().0 < 1_000, "attempt numbers jumped: {:?}", n.sched.state().next_attempt());
+}

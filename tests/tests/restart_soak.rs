@@ -4,14 +4,18 @@
 //!
 //! The workload arrives in 20 waves of 500 dependent tasks; a wave's pairs
 //! also depend on the previous wave's leaves, so dependencies cross the
-//! restarts. Odd waves are submitted while the scheduler is down, so their
-//! submissions are resent when the client reconnects.
+//! restarts. Each kill comes when most of the work submitted so far has run
+//! but a random 100 to 450 tasks have not, so the restarts are spread over
+//! the whole run. Odd waves are submitted while the scheduler is down, so
+//! their submissions are resent when the client reconnects.
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::ensure;
+use anyhow::{ensure, Context};
 use reprise::{Client, Future};
-use reprise_tests::{read_executions, start_scheduler_async, start_workers_async, within, within_for, TestRng};
+use reprise_tests::{
+    count_lines, eventually, read_executions, start_scheduler_async, start_workers_async, within, within_for, TestRng,
+};
 
 const RESTARTS: usize = 20;
 const WAVE_LEAVES: usize = 250;
@@ -48,6 +52,24 @@ fn submit_wave(
     Ok((futures, expected))
 }
 
+/// Submit wave `wave`, chained to the previous wave's leaves.
+fn submit_next(
+    client: &Client,
+    log: &str,
+    wave: usize,
+    last_leaves: &mut Option<(Vec<Future<i64>>, Vec<i64>)>,
+    all: &mut Vec<Future<i64>>,
+    all_expected: &mut Vec<i64>,
+) -> anyhow::Result<()> {
+    let previous = last_leaves.as_ref().map(|(f, _)| f.as_slice());
+    let previous_values = last_leaves.as_ref().map_or(&[][..], |(_, v)| v.as_slice());
+    let (futures, expected) = submit_wave(client, log, wave, previous, previous_values)?;
+    *last_leaves = Some((futures[..WAVE_LEAVES].to_vec(), expected[..WAVE_LEAVES].to_vec()));
+    all.extend(futures);
+    all_expected.extend(expected);
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_tasks_survive_twenty_kill_9_restarts_of_the_scheduler() -> anyhow::Result<()> {
     let started = Instant::now();
@@ -56,7 +78,7 @@ async fn ten_thousand_tasks_survive_twenty_kill_9_restarts_of_the_scheduler() ->
     let dir = tempfile::Builder::new().prefix("reprise-restart-soak-").tempdir()?;
     let data_dir = dir.path().join("scheduler");
     let runs_log = dir.path().join("executions");
-    let log = runs_log.to_str().unwrap_or_default().to_owned();
+    let log = runs_log.to_str().context("the temp dir path is not UTF-8")?.to_owned();
     let flags = ["--grace", "30", "--snapshot-every", "3000", "--durability", "process"];
     let mut scheduler = start_scheduler_async(&data_dir, "tcp://127.0.0.1:0", &flags).await?;
     let address = scheduler.address.clone();
@@ -68,23 +90,22 @@ async fn ten_thousand_tasks_survive_twenty_kill_9_restarts_of_the_scheduler() ->
     let mut all_expected: Vec<i64> = Vec::new();
     let mut last_leaves: Option<(Vec<Future<i64>>, Vec<i64>)> = None;
     for wave in 0..RESTARTS {
+        // Kill once most of what was submitted so far has run, leaving a
+        // random 100 to 450 tasks still to run: every kill finds work in flight.
         let while_down = wave % 2 == 1;
-        if while_down {
-            scheduler.proc.kill();
-        }
-        let previous = last_leaves.as_ref().map(|(f, _)| f.as_slice());
-        let previous_values = last_leaves.as_ref().map_or(&[][..], |(_, v)| v.as_slice());
-        let (futures, expected) = submit_wave(&client, &log, wave, previous, previous_values)?;
-        last_leaves = Some((futures[..WAVE_LEAVES].to_vec(), expected[..WAVE_LEAVES].to_vec()));
-        all.extend(futures);
-        all_expected.extend(expected);
         if !while_down {
-            tokio::time::sleep(Duration::from_millis(rng.range(100, 1_200))).await;
-            scheduler.proc.kill();
+            submit_next(&client, &log, wave, &mut last_leaves, &mut all, &mut all_expected)?;
+        }
+        let target = all.len().saturating_sub(rng.range(100, 450) as usize);
+        eventually(&format!("{target} executions before kill {}", wave + 1), || async { Ok(count_lines(&runs_log) >= target) })
+            .await?;
+        scheduler.proc.kill();
+        if while_down {
+            submit_next(&client, &log, wave, &mut last_leaves, &mut all, &mut all_expected)?;
         }
         tokio::time::sleep(Duration::from_millis(rng.range(0, 300))).await;
         scheduler = start_scheduler_async(&data_dir, &address, &flags).await?;
-        eprintln!("restart {} of {RESTARTS} done at {:.1?}", wave + 1, started.elapsed());
+        eprintln!("restart {} of {RESTARTS} done at {:.1?}, {} executions so far", wave + 1, started.elapsed(), count_lines(&runs_log));
     }
     ensure!(all.len() == 10_000, "the workload has {} tasks", all.len());
     let gathered = within_for("gathering all 10,000 results", Duration::from_secs(240), client.gather(&all)).await;
@@ -92,7 +113,7 @@ async fn ten_thousand_tasks_survive_twenty_kill_9_restarts_of_the_scheduler() ->
         // Say where the work stands, to tell a stall from slowness.
         let info = within("scheduler_info", client.scheduler_info()).await;
         eprintln!("the scheduler says: {info:?}");
-        eprintln!("executions so far: {}", reprise_tests::count_lines(&runs_log));
+        eprintln!("executions so far: {}", count_lines(&runs_log));
         eprintln!("data dir kept at {}", dir.keep().display());
     }
     let got = gathered??;

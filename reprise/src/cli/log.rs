@@ -252,3 +252,35 @@ fn describe(event: &Event) -> String {
         other => format!("{other:?}"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use reprise_proto::{ClientId, Key, RequestId, TaskSpec, WorkerId};
+
+    use super::*;
+
+    fn lease(client: &str, req: u64) -> OpId {
+        OpId { client: ClientId::from(client), req: RequestId(req) }
+    }
+
+    #[test]
+    fn events_read_as_one_plain_line_without_payload_bytes() {
+        let spec = TaskSpec::new(Key::from("add-1"), "add", vec![0; 40], vec![Key::from("inc-1"), Key::from("inc-2")]);
+        assert_eq!(describe(&Event::TaskSubmitted { spec }), "task add-1 submitted: add(40 arg bytes) deps [inc-1, inc-2]");
+        let finished = Event::TaskFinished {
+            key: Key::from("inc-1"),
+            worker: WorkerId::from("w0"),
+            attempt: reprise_proto::Attempt(3),
+            nbytes: 9,
+            inline: Some(vec![1; 9]),
+        };
+        assert_eq!(describe(&finished), "task inc-1 finished on w0 (attempt 3): 9 bytes, kept inline");
+        let acquired = Event::LockAcquired { lock: "jobs".into(), lease: lease("c1", 5) };
+        assert_eq!(describe(&acquired), "lock \"jobs\" acquired by c1#5");
+        let put = Event::QueuePut { name: "q".into(), item: StoredValue::Inline(vec![0; 1000]), op: lease("c1", 6) };
+        assert_eq!(describe(&put), "queue \"q\" got a value (1000 bytes) from c1#6");
+        let expired = Event::LeaseExpired { on: LeaseOn::Semaphore("s".into()), lease: lease("c2", 1) };
+        assert_eq!(describe(&expired), "semaphore \"s\" lease of c2#1 expired");
+        assert_eq!(describe(&Event::VariableDeleted { name: "v".into(), op: None }), "variable \"v\" deleted by a forced cancel");
+    }
+}

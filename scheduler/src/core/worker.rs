@@ -8,6 +8,10 @@ use super::scheduler::{Cx, Rescan, Scheduler};
 use super::state::{Origin, TaskState};
 use super::Millis;
 
+/// Far more assignments than one lost commit batch can hold: the bound on
+/// how far beyond the log's attempt numbers an adopted attempt may be.
+const LOST_ATTEMPTS_MAX: u64 = 1 << 32;
+
 /// A worker's `Register`, unpacked.
 struct Registration {
     worker: WorkerId,
@@ -152,6 +156,14 @@ impl Scheduler {
         waits_for_a_worker && self.state.task(key).is_some_and(|t| t.spec().is_some())
     }
 
+    /// An attempt number a crashed scheduler could have handed out in the
+    /// batch it lost: not far beyond the numbers the log knows. Adopting an
+    /// absurd one (a buggy or hostile worker) would push every later
+    /// attempt number to the end of the range, where they stop growing.
+    fn plausible_lost_attempt(&self, attempt: Attempt) -> bool {
+        attempt.0 <= self.state.next_attempt().0.saturating_add(LOST_ATTEMPTS_MAX)
+    }
+
     /// One more copy of the key is worth tracking: it is scattered data
     /// (which cannot be recomputed), or someone still needs it.
     fn copy_is_useful(&self, key: &Key) -> bool {
@@ -183,7 +195,7 @@ impl Scheduler {
             let current = TaskState::Processing { worker: worker.clone(), attempt };
             match self.state.task_state(&key) {
                 Some(state) if state == &current => {}
-                Some(state) if self.lost_assignment(&key, state) => {
+                Some(state) if self.lost_assignment(&key, state) && self.plausible_lost_attempt(attempt) => {
                     self.emit(cx, Event::TaskAssigned { key, worker: worker.clone(), attempt });
                 }
                 _ => cx.send_worker(worker, ToWorker::Cancel { key, attempt }),
