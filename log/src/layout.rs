@@ -2,6 +2,8 @@
 //!
 //! ```text
 //! <data dir>/reprise.lock     the writer's flock (see LOCK_FILE_NAME)
+//! <data dir>/tail.wal        records not yet flushed to sled (process
+//!                            durability; see the `tail` module)
 //! <data dir>/sled/           the sled 0.34 database: db, conf, snap.*, blobs/
 //!   tree "meta"              layout (u16 BE), generation (u64 BE),
 //!                            snapshot_seq (u64 BE), snapshot (see below)
@@ -32,8 +34,9 @@ pub const META_SNAPSHOT_SEQ: &[u8] = b"snapshot_seq";
 /// Meta key: the newest snapshot (header + state).
 pub const META_SNAPSHOT: &[u8] = b"snapshot";
 
-/// Bump when the tree names or meta keys change meaning.
-pub const LAYOUT_VERSION: u16 = 1;
+/// Bump when the tree names, meta keys or files change meaning. 2: the tail
+/// file, which an older Reprise would ignore.
+pub const LAYOUT_VERSION: u16 = 2;
 
 /// The prefix of every generation tree's name.
 pub const LOG_TREE_PREFIX: &str = "log.";

@@ -36,8 +36,11 @@
 //! [`Durability::Power`] (default): sled's `flush()`, then `sync_data` on
 //! sled's `db` file and on blob files written since the last flush, because
 //! sled 0.34's flush ends in `sync_file_range`, which survives `kill -9` but
-//! not a power cut (sled #1452, #1351). [`Durability::Process`]: sled's
-//! `flush()` only.
+//! not a power cut (sled #1452, #1351). [`Durability::Process`]: each flush
+//! writes the batch's records to the tail file `tail.wal` with one
+//! `write(2)` (in the page cache, which `kill -9` cannot lose); sled itself
+//! is flushed only every [`TAIL_BYTES_MAX`] bytes, at snapshots and on open
+//! (see the `tail` module).
 //!
 //! Measured with `examples/log_bench.rs` ([`bench::run`]) on the development
 //! VM (2 vCPU, ext4 on virtio with a volatile cache), release build, five
@@ -107,6 +110,7 @@ mod power;
 mod record;
 mod recovery;
 mod sled_log;
+mod tail;
 
 use std::path::Path;
 
@@ -116,6 +120,7 @@ pub use mem_log::MemLog;
 pub use record::{RECORD_EVENTS_MAX, RECORD_PAYLOAD_BYTES_MAX};
 pub use reprise_proto::{Event, Seq};
 pub use sled_log::SledLog;
+pub use tail::{TAIL_BYTES_MAX, TAIL_FILE_NAME};
 
 /// How much a flushed batch survives.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -124,8 +129,8 @@ pub enum Durability {
     /// power cut (as far as the disk honours cache flushes).
     #[default]
     Power,
-    /// sled's `flush()` only: survives `kill -9` of the process, not a power
-    /// cut; lower flush latency.
+    /// One `write(2)` of the batch to the tail file: survives `kill -9` of
+    /// the process, not a power cut; a few microseconds per flush.
     Process,
 }
 

@@ -9,6 +9,7 @@ use crate::lock::DirLock;
 use crate::power::PowerSync;
 use crate::record::{be_u64, decode_snapshot, encode_records, encode_snapshot};
 use crate::recovery::{self, Scanned};
+use crate::tail::{self, Tail, TailRecord, TAIL_BYTES_MAX};
 use crate::{Durability, LogError, LogOptions, LogStore};
 
 /// The event log on sled. See the crate docs for the format and the
@@ -25,6 +26,8 @@ pub struct SledLog {
     /// The newest snapshot's seq; a snapshot of the empty log has Seq(0).
     snapshot_at: Option<Seq>,
     power: Option<PowerSync>,
+    /// With [`Durability::Process`]: where each flush writes its records.
+    tail: Option<Tail>,
     dir: PathBuf,
     access: Access,
 }
@@ -53,8 +56,15 @@ impl SledLog {
             Durability::Power => Some(PowerSync::open(&sled_dir)?),
             Durability::Process => None,
         };
-        let mut log = SledLog::load(db, dir, power, Access::Writer { _lock: lock })?;
+        let (mut tail, tail_records) = Tail::open(&dir)?;
+        let mut log = SledLog::load(db, dir, power, tail_records, Access::Writer { _lock: lock })?;
+        // sled now holds what the tail file held: make that durable before
+        // emptying the file.
         log.flush_storage()?;
+        tail.clear()?;
+        if options.durability == Durability::Process {
+            log.tail = Some(tail);
+        }
         Ok(log)
     }
 
@@ -83,13 +93,14 @@ impl SledLog {
             .tempdir()
             .map_err(|e| LogError::io(std::env::temp_dir(), e))?;
         let copy_sled = copy.path().join(layout::SLED_DIR);
-        {
+        let tail_records = {
             let _dir_lock = DirLock::shared_if_exists(&dir, &dir.join(crate::lock::LOCK_FILE_NAME))?;
             let _db_lock = DirLock::shared_if_exists(&dir, &db_path)?;
             copy_tree(&sled_dir, &copy_sled)?;
-        }
+            tail::read(&dir)?
+        };
         let db = open_db(&dir, &copy_sled, LogOptions::default().cache_capacity_bytes)?;
-        SledLog::load(db, dir, None, Access::ReadOnly { _copy: copy })
+        SledLog::load(db, dir, None, tail_records, Access::ReadOnly { _copy: copy })
     }
 
     /// The data dir this log lives in.
@@ -114,7 +125,13 @@ impl SledLog {
         self.log.len()
     }
 
-    fn load(db: Db, dir: PathBuf, power: Option<PowerSync>, access: Access) -> Result<SledLog, LogError> {
+    fn load(
+        db: Db,
+        dir: PathBuf,
+        power: Option<PowerSync>,
+        tail_records: Vec<TailRecord>,
+        access: Access,
+    ) -> Result<SledLog, LogError> {
         let meta = db.open_tree(layout::META_TREE)?;
         check_layout(&meta, &dir)?;
         let generation = meta_u64(&meta, layout::META_GENERATION)?.unwrap_or(0);
@@ -136,6 +153,7 @@ impl SledLog {
             );
             log.remove(layout::record_key(tail.key))?;
         }
+        let last_seq = restore_from_tail(&log, last_seq, tail_records)?;
         drop_stale_generations(&db, generation)?;
         Ok(SledLog {
             log,
@@ -146,6 +164,7 @@ impl SledLog {
             durable_seq: last_seq,
             snapshot_at,
             power,
+            tail: None,
             dir,
             access,
         })
@@ -158,11 +177,16 @@ impl SledLog {
         }
     }
 
-    /// sled's flush, then (with [`Durability::Power`]) `sync_data`.
+    /// sled's flush, then (with [`Durability::Power`]) `sync_data`; with
+    /// [`Durability::Process`], sled then holds everything and the tail
+    /// file is emptied.
     fn flush_storage(&mut self) -> Result<(), LogError> {
         self.db.flush()?;
         if let Some(power) = &mut self.power {
             power.sync()?;
+        }
+        if let Some(tail) = &mut self.tail {
+            tail.clear()?;
         }
         Ok(())
     }
@@ -176,6 +200,11 @@ impl LogStore for SledLog {
         }
         let first = next_seq(self.last_seq)?;
         let recs = encode_records(first, events)?;
+        if let Some(tail) = &mut self.tail {
+            for (key, value) in &recs {
+                tail.push(*key, value);
+            }
+        }
         if let [(key, value)] = recs.as_slice() {
             self.log.insert(layout::record_key(*key), value.as_slice())?;
         } else {
@@ -195,7 +224,15 @@ impl LogStore for SledLog {
         if self.durable_seq == self.last_seq {
             return Ok(());
         }
-        self.flush_storage()?;
+        match &mut self.tail {
+            Some(tail) => {
+                tail.write()?;
+                if tail.len() > TAIL_BYTES_MAX {
+                    self.flush_storage()?;
+                }
+            }
+            None => self.flush_storage()?,
+        }
         self.durable_seq = self.last_seq;
         Ok(())
     }
@@ -273,10 +310,20 @@ impl LogStore for SledLog {
 
 impl Drop for SledLog {
     /// A clean close makes appended events durable at the configured level
-    /// (sled alone would only flush at the process level).
+    /// (sled alone would only flush at the process level) and empties the
+    /// tail file.
     fn drop(&mut self) {
-        if matches!(self.access, Access::Writer { .. }) && self.durable_seq != self.last_seq {
+        if !matches!(self.access, Access::Writer { .. }) {
+            return;
+        }
+        if self.durable_seq != self.last_seq {
             if let Err(e) = self.flush() {
+                tracing::error!(dir = %self.dir.display(), "flushing the log on close failed: {e}");
+            }
+        }
+        // A clean close leaves everything in sled and the tail file empty.
+        if self.tail.as_ref().is_some_and(|t| t.len() > 0) {
+            if let Err(e) = self.flush_storage() {
                 tracing::error!(dir = %self.dir.display(), "flushing the log on close failed: {e}");
             }
         }
@@ -329,6 +376,27 @@ fn records(log: &Tree, start: Option<IVec>) -> impl Iterator<Item = Result<(u64,
     })
 }
 
+/// Insert the records of the tail file that sled lost (those after
+/// `last_seq`) into `log`; returns the new last seq.
+fn restore_from_tail(log: &Tree, mut last_seq: Seq, records: Vec<TailRecord>) -> Result<Seq, LogError> {
+    let mut restored = 0usize;
+    for record in records {
+        if record.last <= last_seq.0 {
+            continue;
+        }
+        if record.key != last_seq.0 + 1 {
+            return Err(LogError::NonContiguous { expected: Seq(last_seq.0 + 1), found: Seq(record.key) });
+        }
+        log.insert(layout::record_key(record.key), record.value)?;
+        last_seq = Seq(record.last);
+        restored += 1;
+    }
+    if restored > 0 {
+        tracing::info!("restored {restored} log records up to seq {last_seq} from the tail file");
+    }
+    Ok(last_seq)
+}
+
 fn check_layout(meta: &Tree, dir: &Path) -> Result<(), LogError> {
     match meta.get(layout::META_LAYOUT)? {
         None => {
@@ -339,6 +407,10 @@ fn check_layout(meta: &Tree, dir: &Path) -> Result<(), LogError> {
             let found = u16::from_be_bytes([v[0], v[1]]);
             if found > layout::LAYOUT_VERSION {
                 return Err(LogError::NewerLayout { dir: dir.to_path_buf(), found, supported: layout::LAYOUT_VERSION });
+            }
+            if found < layout::LAYOUT_VERSION {
+                // An older Reprise must not open a dir whose tail file it would ignore.
+                meta.insert(layout::META_LAYOUT, &layout::LAYOUT_VERSION.to_be_bytes())?;
             }
             Ok(())
         }

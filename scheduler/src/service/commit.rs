@@ -1,11 +1,11 @@
 //! The core thread: drain, decide, append, flush once, then send.
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use reprise_log::{LogStore, SledLog};
-use reprise_proto::{encode_frame, Event, KeyState, KeyUpdate, ToClient, ToWorker};
+use reprise_proto::{encode_frame, ClientId, ClientMsg, Event, KeyState, KeyUpdate, ToClient, ToWorker};
 
 use super::net::{client_identity, worker_identity, Outbound};
 use super::recover::Recovered;
@@ -17,6 +17,9 @@ const BATCH_INPUTS_MAX: usize = 16_384;
 
 /// How long the core sleeps when no timer is armed.
 const IDLE_WAKE: Duration = Duration::from_secs(1);
+
+/// The longest a commit waits for more inputs to share its flush.
+const GROUP_WAIT_MAX: Duration = Duration::from_micros(500);
 
 pub(super) struct CoreLoop {
     pub runtime: tokio::runtime::Handle,
@@ -41,6 +44,7 @@ pub(super) fn run(mut lp: CoreLoop) -> Result<(), ServiceError> {
     let mut scheduler = Scheduler::from_state(lp.config.core.clone(), recovered.state, now_ms(origin));
     scheduler.set_last_seq(recovered.last_seq.0);
     let mut events_since_snapshot = recovered.n_replayed;
+    let mut group = GroupCommit::default();
     loop {
         let wake = wait(&lp.runtime, &mut lp.inbound, &mut lp.stop, &scheduler, origin);
         let mut inputs = match wake {
@@ -54,6 +58,10 @@ pub(super) fn run(mut lp: CoreLoop) -> Result<(), ServiceError> {
                 Err(_) => break,
             }
         }
+        if let Some(wait) = group.wait_for(&inputs) {
+            gather_more(&lp.runtime, &mut lp.inbound, &mut inputs, &group, wait);
+        }
+        let requesters = primitive_requesters(&inputs);
         let now = now_ms(origin);
         let mut events: Vec<Event> = Vec::new();
         let mut effects: Vec<Effect> = Vec::new();
@@ -73,7 +81,9 @@ pub(super) fn run(mut lp: CoreLoop) -> Result<(), ServiceError> {
         }
         let effects = late;
         if !events.is_empty() {
+            let started = Instant::now();
             commit(&mut log, &events, &lp.metrics)?;
+            group.committed(requesters, started.elapsed());
             scheduler.set_last_seq(log.durable_seq().0);
             events_since_snapshot += events.len() as u64;
             if events_since_snapshot >= lp.config.snapshot_every_events {
@@ -93,6 +103,77 @@ pub(super) fn run(mut lp: CoreLoop) -> Result<(), ServiceError> {
             return Ok(());
         }
     }
+}
+
+/// Adaptive group commit for clients in a request loop (a primitive
+/// operation, wait for the reply, the next operation). Right after a flush
+/// only the clients answered by the flush before it have sent their next
+/// request; a commit of those alone splits the clients into two waves that
+/// alternate, each paying a whole flush. So when clients of the last commit
+/// have not yet sent their next primitive request, the core waits a little
+/// for them (half of what a flush costs, at most [`GROUP_WAIT_MAX`]) and
+/// the waves merge. A lone client never waits: its own request is there.
+#[derive(Debug, Default)]
+struct GroupCommit {
+    /// The clients whose primitive requests the last commit answered.
+    last: BTreeSet<ClientId>,
+    /// What the last flush took.
+    last_flush: Duration,
+}
+
+/// Below this many clients in a commit, waiting is not worth it.
+const GROUP_CLIENTS_MIN: usize = 4;
+
+impl GroupCommit {
+    /// How long to wait for more, given the batch so far (None: commit now).
+    fn wait_for(&self, inputs: &[Input]) -> Option<Duration> {
+        if self.last.len() < GROUP_CLIENTS_MIN || self.all_back(inputs) {
+            return None;
+        }
+        Some((self.last_flush / 2).min(GROUP_WAIT_MAX))
+    }
+
+    /// Whether every client of the last commit has a request in `inputs`.
+    fn all_back(&self, inputs: &[Input]) -> bool {
+        let present = primitive_requesters(inputs);
+        self.last.iter().all(|c| present.contains(c))
+    }
+
+    fn committed(&mut self, inputs: BTreeSet<ClientId>, flush: Duration) {
+        self.last = inputs;
+        self.last_flush = flush;
+    }
+}
+
+/// The clients with a primitive request among `inputs`.
+fn primitive_requesters(inputs: &[Input]) -> BTreeSet<ClientId> {
+    inputs
+        .iter()
+        .filter_map(|input| match input {
+            Input::Client { client, msg: ClientMsg::Primitive { .. } } => Some(client.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Add inputs to `inputs` until `group` has every client back or `wait`
+/// has passed.
+fn gather_more(
+    runtime: &tokio::runtime::Handle,
+    inbound: &mut tokio::sync::mpsc::Receiver<Vec<Input>>,
+    inputs: &mut Vec<Input>,
+    group: &GroupCommit,
+    wait: Duration,
+) {
+    let deadline = tokio::time::Instant::now() + wait;
+    runtime.block_on(async {
+        while inputs.len() < BATCH_INPUTS_MAX && !group.all_back(inputs) {
+            match tokio::time::timeout_at(deadline, inbound.recv()).await {
+                Ok(Some(more)) => inputs.extend(more),
+                Ok(None) | Err(_) => break,
+            }
+        }
+    });
 }
 
 /// How long a requested shutdown lets the last effects leave.
@@ -186,5 +267,47 @@ fn push_frame<M: serde::Serialize>(out: &mut Vec<Outbound>, identity: Bytes, msg
     match encode_frame(msgs) {
         Ok(body) => out.push(Outbound { identity, body }),
         Err(e) => tracing::error!("cannot encode a frame for a peer: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reprise_proto::{PrimitiveOp, RequestId};
+
+    fn request(client: &str) -> Input {
+        Input::Client {
+            client: ClientId(client.to_owned()),
+            msg: ClientMsg::Primitive { req: RequestId(1), op: PrimitiveOp::VariableGet { name: "x".to_owned(), timeout_ms: None } },
+        }
+    }
+
+    fn committed(names: &[&str]) -> GroupCommit {
+        let mut group = GroupCommit::default();
+        let inputs: Vec<Input> = names.iter().map(|n| request(n)).collect();
+        group.committed(primitive_requesters(&inputs), Duration::from_micros(400));
+        group
+    }
+
+    #[test]
+    fn a_lone_client_or_a_few_never_wait() {
+        assert_eq!(committed(&["a"]).wait_for(&[]), None);
+        assert_eq!(committed(&["a", "b", "c"]).wait_for(&[request("a")]), None);
+    }
+
+    #[test]
+    fn a_wave_waits_for_the_clients_of_the_last_commit_for_half_a_flush() {
+        let group = committed(&["a", "b", "c", "d"]);
+        let wave = [request("e"), request("f")];
+        assert_eq!(group.wait_for(&wave), Some(Duration::from_micros(200)));
+        let all = [request("e"), request("a"), request("b"), request("c"), request("d")];
+        assert_eq!(group.wait_for(&all), None);
+    }
+
+    #[test]
+    fn the_wait_is_capped() {
+        let mut group = committed(&["a", "b", "c", "d"]);
+        group.last_flush = Duration::from_millis(20);
+        assert_eq!(group.wait_for(&[]), Some(GROUP_WAIT_MAX));
     }
 }
