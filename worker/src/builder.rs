@@ -150,9 +150,10 @@ impl WorkerBuilder {
     /// Register `f` as `name`, a function that also gets the running task's
     /// [`TaskContext`](crate::TaskContext) (a client of the cluster, `secede`
     /// and `rejoin`, the task's key): `|ctx: &TaskContext, a1, …| -> R` with
-    /// 0 to 8 arguments after the context, otherwise as for [`WorkerBuilder::task`].
-    /// A closure that uses `?` needs its return type written out, e.g.
-    /// `-> reprise_client::Result<u64>`, since Rust cannot infer the error type.
+    /// 0 to 8 arguments after the context, returning a value or a
+    /// `reprise_client::Result<T>` (see [`ContextReturn`](crate::ContextReturn)),
+    /// otherwise as for [`WorkerBuilder::task`]. A closure that uses `?` on the
+    /// context's calls and ends in `Ok(..)` needs no written-out return type.
     pub fn task_with_context<Args, F: IntoContextTask<Args>>(mut self, name: impl Into<String>, f: F) -> Self {
         self.registry.insert(name.into(), f.into_context_task());
         self

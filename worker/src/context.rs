@@ -107,13 +107,13 @@ enum Slot {
 /// ```no_run
 /// use reprise_worker::{TaskContext, Worker};
 ///
-/// let builder = Worker::builder().task_with_context("fanout", |ctx: &TaskContext, n: u64| -> reprise_client::Result<u64> {
+/// let builder = Worker::builder().task_with_context("fanout", |ctx: &TaskContext, n: u64| {
 ///     let client = ctx.client()?;  // a client of this worker's cluster (Dask's get_client)
 ///     ctx.secede();                // free this task's thread slot while it waits
 ///     let futs: Vec<reprise_client::Future<u64>> = client.map("inc", 0..n)?;
 ///     let xs = ctx.block_on(client.gather(&futs))?;
 ///     ctx.rejoin();                // wait for a free slot again
-///     Ok(xs.iter().sum())
+///     Ok(xs.iter().sum::<u64>())
 /// });
 /// # drop(builder);
 /// ```

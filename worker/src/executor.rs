@@ -384,10 +384,12 @@ mod tests {
         let mut registry = Registry::default();
         registry.insert(
             "block".into(),
-            (move |_ctx: &TaskContext| -> std::result::Result<u64, String> {
-                started_tx.send(()).map_err(|e| e.to_string())?;
-                release_rx.lock().unwrap().recv_timeout(LIMIT).map_err(|e| e.to_string())?;
-                Ok(1)
+            // A context task returns a value or a `reprise_client::Result`;
+            // a channel failure here panics, which fails the task as well.
+            (move |_ctx: &TaskContext| {
+                started_tx.send(()).expect("the test waits for the start");
+                release_rx.lock().unwrap().recv_timeout(LIMIT).expect("the test releases the task");
+                1u64
             })
             .into_context_task(),
         );
@@ -464,19 +466,19 @@ mod tests {
         let mut registry = Registry::default();
         registry.insert(
             "waiter".into(),
-            (move |ctx: &TaskContext| -> std::result::Result<u64, String> {
+            (move |ctx: &TaskContext| {
                 ctx.secede();
-                let got = flag_rx.lock().unwrap().recv_timeout(LIMIT).map_err(|e| e.to_string());
+                let got = flag_rx.lock().unwrap().recv_timeout(LIMIT);
                 ctx.rejoin();
-                got.map(|()| 1)
+                got.map(|()| 1u64).map_err(|e| reprise_client::Error::Invalid(e.to_string()))
             })
             .into_context_task(),
         );
         registry.insert(
             "setter".into(),
-            (move |_ctx: &TaskContext| -> std::result::Result<u64, String> {
-                flag_tx.send(()).map_err(|e| e.to_string())?;
-                Ok(2)
+            (move |_ctx: &TaskContext| {
+                flag_tx.send(()).map_err(|e| reprise_client::Error::Invalid(e.to_string()))?;
+                Ok(2u64)
             })
             .into_context_task(),
         );

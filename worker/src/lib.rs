@@ -87,7 +87,7 @@ pub use context::TaskContext;
 pub use error::{Error, Result};
 pub use handle::WorkerHandle;
 pub use registry::{IntoContextTask, IntoTask, TaskFn};
-pub use task_return::TaskReturn;
+pub use task_return::{ContextReturn, TaskReturn};
 pub use worker::Worker;
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use crate::args::prepare_args;
 use crate::context::TaskContext;
 use crate::core::Job;
 use crate::panic_capture::{panic_message, take_traceback, TaskScope};
-use crate::task_return::TaskReturn;
+use crate::task_return::{ContextReturn, TaskReturn};
 
 /// Why one call failed, before it is pinned to a task key.
 #[derive(Debug)]
@@ -105,7 +105,10 @@ impl_into_task!(8; A1 a1, A2 a2, A3 a3, A4 a4, A5 a5, A6 a6, A7 a7, A8 a8);
 
 /// Functions and closures that take a [`TaskContext`] before their
 /// arguments: `Fn(&TaskContext, A1, …, An) -> R` for `n` in `0..=8`, with
-/// the same rules as [`IntoTask`]. Registered with
+/// the same rules as [`IntoTask`] except that `R` is a
+/// [`ContextReturn`](crate::ContextReturn) (a value, or
+/// `reprise_client::Result<T>`), so that a closure using `?` on the
+/// context's calls needs no written-out return type. Registered with
 /// [`WorkerBuilder::task_with_context`](crate::WorkerBuilder::task_with_context).
 pub trait IntoContextTask<Args>: Send + Sync + 'static {
     /// Erase the function's types.
@@ -115,7 +118,7 @@ pub trait IntoContextTask<Args>: Send + Sync + 'static {
 impl<F, R> IntoContextTask<()> for F
 where
     F: Fn(&TaskContext) -> R + Send + Sync + 'static,
-    R: TaskReturn,
+    R: ContextReturn,
 {
     fn into_context_task(self) -> TaskFn {
         TaskFn::new(0, move |ctx: &TaskContext, _args: &[u8]| invoke(|| (self)(ctx)))
@@ -127,7 +130,7 @@ macro_rules! impl_into_context_task {
         impl<F, R, $($a),+> IntoContextTask<($($a,)+)> for F
         where
             F: Fn(&TaskContext, $($a),+) -> R + Send + Sync + 'static,
-            R: TaskReturn,
+            R: ContextReturn,
             $($a: DeserializeOwned + 'static,)+
         {
             fn into_context_task(self) -> TaskFn {
@@ -354,6 +357,35 @@ mod tests {
         assert!(err.message.contains("`inc`") && err.message.contains("i64"), "{}", err.message);
         let err = call::<i64>(&r, "inc", (1, 2)).unwrap_err();
         assert_eq!(err.kind, TaskErrorKind::Codec);
+    }
+
+    #[test]
+    fn context_closure_using_question_mark_registers_without_a_return_type() {
+        // The error type of `?` and `Ok(..)` is inferred as reprise_client::Error.
+        let r = registry(vec![
+            (
+                "plus_one",
+                (|ctx: &TaskContext, n: u64| {
+                    let x = ctx.block_on(async { reprise_client::Result::Ok(n) })?;
+                    Ok(x + 1)
+                })
+                .into_context_task(),
+            ),
+            (
+                "needs_client",
+                (|ctx: &TaskContext, n: u64| {
+                    let _client = ctx.client()?;
+                    Ok(n)
+                })
+                .into_context_task(),
+            ),
+            ("plain", (|ctx: &TaskContext| ctx.key().to_owned()).into_context_task()),
+        ]);
+        assert_eq!(call::<u64>(&r, "plus_one", (41,)).unwrap(), 42);
+        let err = call::<u64>(&r, "needs_client", (1,)).unwrap_err();
+        assert_eq!(err.kind, TaskErrorKind::Raised);
+        assert!(err.message.contains("outside a running worker"), "{}", err.message);
+        assert_eq!(call::<String>(&r, "plain", ()).unwrap(), "k-1");
     }
 
     #[test]

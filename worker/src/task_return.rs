@@ -32,7 +32,8 @@ use serde::Serialize;
 /// ```
 ///
 /// A generic type of your own gets a hand-written impl of the same shape:
-/// `impl<T: Serialize> TaskReturn for MyBox<T> { type Output = Self; fn into_task_result(self) -> Result<Self, String> { Ok(self) } }`.
+/// `impl<T: Serialize> TaskReturn for MyBox<T> { type Output = Self; fn into_task_result(self) -> Result<Self, String> { Ok(self) } }`,
+/// plus `impl<T: Serialize> ContextReturn for MyBox<T> {}` to return it from a task with a context.
 pub trait TaskReturn {
     /// The value stored (CBOR-encoded) as the task's result.
     type Output: Serialize;
@@ -47,8 +48,29 @@ impl<T: Serialize, E: Display> TaskReturn for Result<T, E> {
     }
 }
 
-/// Implement [`TaskReturn`] for types that are returned as they are
-/// (`Output = Self`): `reprise_worker::impl_task_return!(MyType, OtherType);`.
+/// What a function registered with
+/// [`WorkerBuilder::task_with_context`](crate::WorkerBuilder::task_with_context)
+/// may return: every [`TaskReturn`] value that is not a `Result`, and
+/// [`reprise_client::Result<T>`] (`Result<T, reprise_client::Error>`).
+///
+/// Why only that `Result`: the calls a context task makes (`ctx.client()`,
+/// `client.map`, `ctx.block_on(client.gather(..))`) fail with
+/// `reprise_client::Error`, and a closure that uses `?` on them and ends
+/// in `Ok(..)` names no error type of its own. With a single `Result`
+/// impl here, Rust infers it, so such a closure registers without a
+/// written-out return type (as API.md's `fanout` example does). A task
+/// with an error type of its own maps it into a `reprise_client::Error`,
+/// or is registered with [`WorkerBuilder::task`](crate::WorkerBuilder::task)
+/// (which takes any `Result<T, E: Display>`) if it needs no context.
+///
+/// [`impl_task_return!`](crate::impl_task_return) implements this trait too.
+pub trait ContextReturn: TaskReturn {}
+
+impl<T: Serialize> ContextReturn for Result<T, reprise_client::Error> {}
+
+/// Implement [`TaskReturn`] (and [`ContextReturn`]) for types that are
+/// returned as they are (`Output = Self`):
+/// `reprise_worker::impl_task_return!(MyType, OtherType);`.
 #[macro_export]
 macro_rules! impl_task_return {
     ($($t:ty),+ $(,)?) => {
@@ -59,6 +81,7 @@ macro_rules! impl_task_return {
                     ::std::result::Result::Ok(self)
                 }
             }
+            impl $crate::ContextReturn for $t {}
         )+
     };
 }
@@ -97,6 +120,7 @@ macro_rules! impl_generic {
                     Ok(self)
                 }
             }
+            impl<$($p: Serialize),+> ContextReturn for $t {}
         )+
     };
 }
@@ -124,6 +148,7 @@ impl<T: Serialize, S> TaskReturn for HashSet<T, S> {
         Ok(self)
     }
 }
+impl<T: Serialize, S> ContextReturn for HashSet<T, S> {}
 
 impl<K: Serialize, V: Serialize, S> TaskReturn for HashMap<K, V, S> {
     type Output = Self;
@@ -131,6 +156,7 @@ impl<K: Serialize, V: Serialize, S> TaskReturn for HashMap<K, V, S> {
         Ok(self)
     }
 }
+impl<K: Serialize, V: Serialize, S> ContextReturn for HashMap<K, V, S> {}
 
 impl<T, const N: usize> TaskReturn for [T; N]
 where
@@ -141,3 +167,4 @@ where
         Ok(self)
     }
 }
+impl<T, const N: usize> ContextReturn for [T; N] where [T; N]: Serialize {}

@@ -6,9 +6,13 @@
 //! that should hold a key, the worker fetches it from a holder and answers
 //! `DataAdded` (the scheduler then logs `ReplicaAdded`) or `FetchFailed`.
 //! A rebalance is a copy followed by dropping the source's copy
-//! (`ReplicaRemoved` and `Free`). Which copies are on their way, and which
-//! requests wait for them, is volatile: after a scheduler restart a client
-//! resends its request and the copies still missing are asked again.
+//! (`ReplicaRemoved` and `Free`); a replicate counts such a move on its way
+//! as no holder, and turns it into a plain copy (the source keeps its copy)
+//! while it needs more holders. A request is answered in the decision that
+//! records its last copy, so the answer leaves only once the `ReplicaAdded`
+//! events are flushed. Which copies are on their way, and which requests
+//! wait for them, is volatile: after a scheduler restart a client resends
+//! its request and the copies still missing are asked again.
 //!
 //! `restart` logs one [`Event::ClusterRestarted`]: every key pending or in
 //! memory becomes `lost` (its wanters hear `Lost`), and every live worker
@@ -98,11 +102,31 @@ impl Scheduler {
                 failed += 1; // only an inline copy: no worker to fetch it from
                 continue;
             }
-            let coming: BTreeSet<&WorkerId> =
-                self.cluster.pending.keys().filter(|(k, _)| k == key).map(|(_, w)| w).collect();
-            let have = who_has.len() + coming.len();
+            // Copies already on their way: a plain copy adds a holder, but a
+            // rebalance move only trades its source's copy for its
+            // destination's, so it adds none (counting it answered with one
+            // holder fewer than asked once the move dropped its source).
+            let mut coming: Vec<(WorkerId, bool)> = self
+                .cluster
+                .pending
+                .iter()
+                .filter(|((k, _), _)| k == key)
+                .map(|((_, dest), then_drop)| {
+                    (dest.clone(), then_drop.as_ref().is_some_and(|src| who_has.contains(src)))
+                })
+                .collect();
+            let mut have = who_has.len() + coming.iter().filter(|(_, moves)| !moves).count();
+            // While more holders are needed, a move keeps its source's copy:
+            // it becomes a plain copy, which this request waits for.
+            for (dest, moves) in &mut coming {
+                if *moves && have < target {
+                    self.cluster.pending.insert((key.clone(), dest.clone()), None);
+                    *moves = false;
+                    have += 1;
+                }
+            }
             let mut candidates: Vec<&WorkerId> =
-                live.iter().filter(|w| !who_has.contains(*w) && !coming.contains(w)).collect();
+                live.iter().filter(|w| !who_has.contains(*w) && !coming.iter().any(|(d, _)| d == *w)).collect();
             for _ in have..target {
                 candidates.sort_by_key(|w| (loads.get(*w).copied().unwrap_or(0), (*w).clone()));
                 let Some(dest) = candidates.first().copied() else { break };
@@ -110,8 +134,9 @@ impl Scheduler {
                 *loads.entry(dest.clone()).or_default() += *nbytes;
                 plan.push((key.clone(), dest.clone(), None));
             }
-            // Copies already on their way count for this request too.
-            plan.extend(coming.into_iter().map(|w| (key.clone(), w.clone(), None)));
+            // Copies already on their way count for this request too (the
+            // remaining moves leave the number of holders as it is).
+            plan.extend(coming.into_iter().filter(|(_, moves)| !moves).map(|(w, _)| (key.clone(), w, None)));
         }
         self.start_copies(cx, client, req, plan, failed);
     }
@@ -335,4 +360,171 @@ fn extremes(loads: &BTreeMap<WorkerId, u64>) -> Option<(WorkerId, WorkerId)> {
     let max = loads.iter().max_by(|a, b| a.1.cmp(b.1).then_with(|| b.0.cmp(a.0)))?;
     let min = loads.iter().min_by(|a, b| a.1.cmp(b.1).then_with(|| a.0.cmp(b.0)))?;
     (max.1 > min.1).then(|| (max.0.clone(), min.0.clone()))
+}
+
+#[cfg(test)]
+mod tests {
+    use reprise_proto::{ClientMsg, RequestId, TaskSpec, WorkerMsg};
+
+    use super::*;
+    use crate::core::{Config, Decision, Effect, Input, State};
+
+    /// A scheduler core driven by plain inputs; every step is checked
+    /// against the invariants and against a replay of its events.
+    struct Core {
+        sched: Scheduler,
+        replica: State,
+    }
+
+    fn wid(w: &str) -> WorkerId {
+        WorkerId::from(w)
+    }
+
+    impl Core {
+        fn new() -> Self {
+            Core { sched: Scheduler::new(Config::default()), replica: State::default() }
+        }
+
+        fn input(&mut self, input: Input) -> Decision {
+            let d = self.sched.handle(input, 0);
+            for ev in &d.events {
+                self.replica.apply(ev);
+            }
+            assert_eq!(&self.replica, self.sched.state(), "replaying the events diverged");
+            assert_eq!(self.sched.check_invariants(), Ok(()));
+            d
+        }
+
+        fn client(&mut self, c: &str, msg: ClientMsg) -> Decision {
+            self.input(Input::Client { client: ClientId::from(c), msg })
+        }
+
+        fn worker(&mut self, w: &str, msg: WorkerMsg) -> Decision {
+            self.input(Input::Worker { worker: wid(w), msg })
+        }
+
+        fn register(&mut self, w: &str, nthreads: u32) {
+            let functions = vec!["inc".to_owned()];
+            let (address, resources, held, running) = (format!("tcp://{w}"), Vec::new(), Vec::new(), Vec::new());
+            let msg = WorkerMsg::Register {
+                worker: wid(w),
+                nthreads,
+                address,
+                functions,
+                resources,
+                token: None,
+                held,
+                running,
+            };
+            self.worker(w, msg);
+        }
+
+        /// Run `keys` (functions of no input) and finish each with 100 bytes.
+        fn computed(&mut self, c: &str, keys: &[&str]) {
+            let tasks = keys.iter().map(|k| TaskSpec::new(Key::from(*k), "inc", vec![0x80], Vec::new())).collect();
+            self.client(c, ClientMsg::Submit { tasks });
+            for k in keys {
+                let Some(TaskState::Processing { worker, attempt }) = self.sched.state().task_state(&Key::from(*k))
+                else {
+                    panic!("{k} is not running");
+                };
+                let (worker, attempt) = (worker.to_string(), *attempt);
+                let finished = WorkerMsg::Finished { key: Key::from(*k), attempt, nbytes: 100, inline: None };
+                self.worker(&worker, finished);
+            }
+        }
+
+        fn holders(&self, k: &str) -> Vec<String> {
+            self.sched.state().who_has(&Key::from(k)).iter().map(ToString::to_string).collect()
+        }
+    }
+
+    /// `(destination, key)` of every `Fetch` in the decision.
+    fn fetches(d: &Decision) -> Vec<(String, String)> {
+        d.effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::ToWorker { worker, msg: ToWorker::Fetch { key, .. } } => {
+                    Some((worker.to_string(), key.to_string()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn reply(d: &Decision, req: u64) -> Option<InfoReply> {
+        d.effects.iter().find_map(|e| match e {
+            Effect::ToClient { msg: ToClient::Reply { req: r, body }, .. } if *r == RequestId(req) => {
+                Some(body.clone())
+            }
+            _ => None,
+        })
+    }
+
+    /// Four keys of 100 bytes on w1 and empty w2, w3: a rebalance moves `a`
+    /// to w2 and `b` to w3 (the moves are on their way when this returns).
+    fn rebalancing() -> Core {
+        let mut core = Core::new();
+        core.client("c", ClientMsg::Hello { client: ClientId::from("c"), name: "c".into(), token: None });
+        core.register("w1", 4);
+        core.computed("c", &["a", "b", "x", "y"]);
+        core.register("w2", 1);
+        core.register("w3", 1);
+        let d = core.client("c", ClientMsg::Info { req: RequestId(1), what: InfoRequest::Rebalance });
+        let moves = vec![("w2".to_owned(), "a".to_owned()), ("w3".to_owned(), "b".to_owned())];
+        assert_eq!(fetches(&d), moves);
+        core
+    }
+
+    #[test]
+    fn replicate_during_a_rebalance_move_of_the_key_answers_only_once_n_holders_are_recorded() {
+        let mut core = rebalancing();
+        let d = core.client(
+            "c",
+            ClientMsg::Info { req: RequestId(2), what: InfoRequest::Replicate { keys: vec![Key::from("a")], n: 2 } },
+        );
+        // The move to w2 on its way becomes the copy this request waits for.
+        assert_eq!(fetches(&d), vec![], "no second fetch to w2");
+        assert_eq!(reply(&d, 2), None, "the answer waits for the copy");
+        let d = core.worker("w2", WorkerMsg::DataAdded { key: Key::from("a"), nbytes: 100 });
+        assert_eq!(reply(&d, 2), Some(InfoReply::Transferred { copied: 1, failed: 0 }));
+        // Recorded in the same decision (so logged before the answer leaves), and the move kept its source.
+        assert!(d.events.contains(&Event::ReplicaAdded { key: Key::from("a"), worker: wid("w2") }), "{:?}", d.events);
+        assert!(!d.events.iter().any(|e| matches!(e, Event::ReplicaRemoved { .. })), "{:?}", d.events);
+        assert_eq!(core.holders("a"), vec!["w1", "w2"]);
+        // The other move still moves: b leaves w1 for w3, and the rebalance is answered.
+        let d = core.worker("w3", WorkerMsg::DataAdded { key: Key::from("b"), nbytes: 100 });
+        assert!(d.events.contains(&Event::ReplicaRemoved { key: Key::from("b"), worker: wid("w1") }));
+        assert_eq!(reply(&d, 1), Some(InfoReply::Transferred { copied: 2, failed: 0 }));
+        assert_eq!(core.holders("b"), vec!["w3"]);
+    }
+
+    #[test]
+    fn replicate_to_every_worker_during_a_move_fetches_the_missing_copy_as_well() {
+        let mut core = rebalancing();
+        let d = core.client(
+            "c",
+            ClientMsg::Info { req: RequestId(2), what: InfoRequest::Replicate { keys: vec![Key::from("a")], n: 3 } },
+        );
+        assert_eq!(fetches(&d), vec![("w3".to_owned(), "a".to_owned())]);
+        let d = core.worker("w3", WorkerMsg::DataAdded { key: Key::from("a"), nbytes: 100 });
+        assert_eq!(reply(&d, 2), None, "the copy on w2 is still on its way");
+        let d = core.worker("w2", WorkerMsg::DataAdded { key: Key::from("a"), nbytes: 100 });
+        assert_eq!(reply(&d, 2), Some(InfoReply::Transferred { copied: 2, failed: 0 }));
+        assert_eq!(core.holders("a"), vec!["w1", "w2", "w3"]);
+    }
+
+    #[test]
+    fn a_move_is_left_a_move_when_the_key_already_has_enough_holders() {
+        let mut core = rebalancing();
+        // Asking for one holder needs nothing: the move goes on and the request is answered at once.
+        let d = core.client(
+            "c",
+            ClientMsg::Info { req: RequestId(2), what: InfoRequest::Replicate { keys: vec![Key::from("a")], n: 1 } },
+        );
+        assert_eq!(reply(&d, 2), Some(InfoReply::Transferred { copied: 0, failed: 0 }));
+        let d = core.worker("w2", WorkerMsg::DataAdded { key: Key::from("a"), nbytes: 100 });
+        assert!(d.events.contains(&Event::ReplicaRemoved { key: Key::from("a"), worker: wid("w1") }));
+        assert_eq!(core.holders("a"), vec!["w2"]);
+    }
 }
