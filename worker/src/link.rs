@@ -25,10 +25,6 @@ const CONNECT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 pub(crate) const LINK_OUTGOING_MAX: usize = 64;
 /// The most messages put in one frame.
 const MSGS_PER_FRAME_MAX: usize = 10_000;
-/// The shortest gap between two frames to the scheduler: a report after a
-/// quiet spell leaves at once, while a burst is coalesced into at most one
-/// frame per gap (Dask's worker batches its sends every 2 ms likewise).
-const FRAME_GAP_MIN: Duration = Duration::from_millis(1);
 
 /// What a link tells the service loop.
 #[derive(Debug)]
@@ -142,12 +138,15 @@ async fn send(
     generation: u64,
     events: mpsc::Sender<LinkEvent>,
 ) {
-    let mut last_sent: Option<tokio::time::Instant> = None;
     while let Some(mut batch) = outgoing.recv().await {
-        if let Some(last) = last_sent {
-            tokio::time::sleep_until(last + FRAME_GAP_MIN).await;
-        }
-        // Merge whatever else is queued so that a burst goes out as few frames.
+        // Natural batching: the reports produced while this task waited to
+        // run, and during one yield, share this frame; a lone report leaves
+        // at once. A pacing timer (a frame per millisecond at most, as Dask
+        // batches every 2 ms) cost a sequential submit→result round trip
+        // about 2 ms, since tokio's timers round up to the millisecond, and
+        // measured slower on bursts too: map of 10,000 no-op tasks 9,900 →
+        // 25,000 tasks/s, a chain of 2,000 454 → 3,556 tasks/s without it.
+        tokio::task::yield_now().await;
         while batch.len() < MSGS_PER_FRAME_MAX {
             match outgoing.try_recv() {
                 Ok(more) => batch.extend(more),
@@ -168,6 +167,6 @@ async fn send(
                 return;
             }
         }
-        last_sent = Some(tokio::time::Instant::now());
     }
 }
+
