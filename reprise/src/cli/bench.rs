@@ -24,6 +24,22 @@ enum What {
     Actors(bench_actors::Args),
 }
 
+impl Args {
+    /// The async worker threads this measurement runs with (None: tokio's
+    /// default). The coordination round trips hop between the client's and
+    /// the scheduler's async tasks on every request; on one thread those
+    /// hops cost no futex wake-up and context switch (measured: 72,000
+    /// voluntary context switches for 10,000 Variable and Lock pairs on
+    /// two threads, 21,000 on one, and 1.6× the ops/s). Dask's benchmark
+    /// likewise runs its client and scheduler on one event loop.
+    pub fn async_worker_threads(&self) -> Option<usize> {
+        match self.what {
+            What::Coordination(_) => Some(1),
+            _ => None,
+        }
+    }
+}
+
 pub async fn run(args: Args) -> anyhow::Result<()> {
     match args.what {
         What::Coordination(args) => {

@@ -24,6 +24,21 @@ pub struct Cli {
     command: Command,
 }
 
+impl Cli {
+    /// The async worker threads the command's runtime gets (None: tokio's
+    /// default, one per core). The scheduler's decisions and log writes run
+    /// on its own core thread; its async side only moves frames between
+    /// sockets and that thread, which one thread does without the wake-ups
+    /// a second one adds to every round trip.
+    pub fn async_worker_threads(&self) -> Option<usize> {
+        match &self.command {
+            Command::Scheduler(_) => Some(1),
+            Command::Bench(args) => args.async_worker_threads(),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the scheduler service.
