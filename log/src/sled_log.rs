@@ -9,7 +9,7 @@ use crate::lock::DirLock;
 use crate::power::PowerSync;
 use crate::record::{be_u64, decode_snapshot, encode_records, encode_snapshot};
 use crate::recovery::{self, Scanned};
-use crate::tail::{self, Tail, TailRecord, TAIL_BYTES_MAX};
+use crate::tail::{self, Tail, TailRecord};
 use crate::{Durability, LogError, LogOptions, LogStore};
 
 /// The event log on sled. See the crate docs for the format and the
@@ -26,7 +26,8 @@ pub struct SledLog {
     /// The newest snapshot's seq; a snapshot of the empty log has Seq(0).
     snapshot_at: Option<Seq>,
     power: Option<PowerSync>,
-    /// With [`Durability::Process`]: where each flush writes its records.
+    /// Where each flush writes its records (None only while opening and
+    /// for a read-only handle).
     tail: Option<Tail>,
     dir: PathBuf,
     access: Access,
@@ -56,15 +57,13 @@ impl SledLog {
             Durability::Power => Some(PowerSync::open(&sled_dir)?),
             Durability::Process => None,
         };
-        let (mut tail, tail_records) = Tail::open(&dir)?;
+        let (mut tail, tail_records) = Tail::open(&dir, options.durability)?;
         let mut log = SledLog::load(db, dir, power, tail_records, Access::Writer { _lock: lock })?;
         // sled now holds what the tail file held: make that durable before
         // emptying the file.
         log.flush_storage()?;
         tail.clear()?;
-        if options.durability == Durability::Process {
-            log.tail = Some(tail);
-        }
+        log.tail = Some(tail);
         Ok(log)
     }
 
@@ -177,9 +176,8 @@ impl SledLog {
         }
     }
 
-    /// sled's flush, then (with [`Durability::Power`]) `sync_data`; with
-    /// [`Durability::Process`], sled then holds everything and the tail
-    /// file is emptied.
+    /// sled's flush, then (with [`Durability::Power`]) `sync_data`; sled
+    /// then durably holds everything and the tail file starts over.
     fn flush_storage(&mut self) -> Result<(), LogError> {
         self.db.flush()?;
         if let Some(power) = &mut self.power {
@@ -225,13 +223,10 @@ impl LogStore for SledLog {
             return Ok(());
         }
         match &mut self.tail {
-            Some(tail) => {
-                tail.write()?;
-                if tail.len() > TAIL_BYTES_MAX {
-                    self.flush_storage()?;
-                }
-            }
-            None => self.flush_storage()?,
+            Some(tail) if tail.fits() => tail.write()?,
+            // The file is full (or the batch is larger than it): sled takes
+            // everything, and the file starts over.
+            _ => self.flush_storage()?,
         }
         self.durable_seq = self.last_seq;
         Ok(())
