@@ -31,7 +31,8 @@ impl Args {
     /// hops cost no futex wake-up and context switch (measured: 72,000
     /// voluntary context switches for 10,000 Variable and Lock pairs on
     /// two threads, 21,000 on one, and 1.6× the ops/s). Dask's benchmark
-    /// likewise runs its client and scheduler on one event loop.
+    /// likewise runs its client and scheduler on one event loop; the
+    /// scheduler's core loop runs on that thread too (`CorePlacement::Inline`).
     pub fn async_worker_threads(&self) -> Option<usize> {
         match self.what {
             What::Coordination(_) => Some(1),

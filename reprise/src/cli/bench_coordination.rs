@@ -118,6 +118,10 @@ pub async fn run(args: Args) -> anyhow::Result<Vec<Measured>> {
     let data_dir = args.data_dir.clone().unwrap_or_else(|| temp.path().to_path_buf());
     let mut config = SchedulerConfig::new("tcp://127.0.0.1:0", &data_dir);
     config.log.durability = args.durability.into();
+    // As `reprise scheduler` runs it: the core loop on the runtime's one
+    // thread, which the clients share here, as Dask's benchmark runs its
+    // client and scheduler on one event loop.
+    config.core_placement = service::CorePlacement::Inline;
     let scheduler = service::start(config).await.context("starting the embedded scheduler")?;
     let clients = connect_all(scheduler.address(), args.clients).await?;
     eprintln!(

@@ -38,6 +38,8 @@ pub struct Args {
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let mut config = SchedulerConfig::new(args.listen.clone(), args.data_dir.clone());
     config.log.durability = args.durability.into();
+    // This process's runtime serves only the scheduler (see main.rs).
+    config.core_placement = reprise_scheduler::service::CorePlacement::Inline;
     config.core.auth_token = super::read_token(&args.auth_token_file)?;
     anyhow::ensure!(
         args.heartbeat_timeout.is_finite() && args.heartbeat_timeout > 0.0,

@@ -1,4 +1,6 @@
-//! The core thread: drain, decide, append, flush once, then send.
+//! The core loop: drain, decide, append, flush once, then send. It runs on
+//! a thread of its own or as a task of the service's runtime (see
+//! [`super::CorePlacement`]).
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,7 +24,6 @@ const IDLE_WAKE: Duration = Duration::from_secs(1);
 const GROUP_WAIT_MAX: Duration = Duration::from_micros(500);
 
 pub(super) struct CoreLoop {
-    pub runtime: tokio::runtime::Handle,
     pub opened: (SledLog, Recovered),
     pub config: SchedulerConfig,
     pub inbound: tokio::sync::mpsc::Receiver<Vec<Input>>,
@@ -37,7 +38,7 @@ enum Wake {
     Stop,
 }
 
-pub(super) fn run(mut lp: CoreLoop) -> Result<(), ServiceError> {
+pub(super) async fn run(mut lp: CoreLoop) -> Result<(), ServiceError> {
     let origin = Instant::now();
     let now_ms = |origin: Instant| -> Millis { origin.elapsed().as_millis() as Millis };
     let (mut log, recovered) = lp.opened;
@@ -46,7 +47,7 @@ pub(super) fn run(mut lp: CoreLoop) -> Result<(), ServiceError> {
     let mut events_since_snapshot = recovered.n_replayed;
     let mut group = GroupCommit::default();
     loop {
-        let wake = wait(&lp.runtime, &mut lp.inbound, &mut lp.stop, &scheduler, origin);
+        let wake = wait(&mut lp.inbound, &mut lp.stop, &scheduler, origin).await;
         let mut inputs = match wake {
             Wake::Stop => return Ok(()),
             Wake::Timer => vec![Input::Tick],
@@ -59,7 +60,7 @@ pub(super) fn run(mut lp: CoreLoop) -> Result<(), ServiceError> {
             }
         }
         if let Some(wait) = group.wait_for(&inputs) {
-            gather_more(&lp.runtime, &mut lp.inbound, &mut inputs, &group, wait);
+            gather_more(&mut lp.inbound, &mut inputs, &group, wait).await;
         }
         let requesters = primitive_requesters(&inputs);
         let now = now_ms(origin);
@@ -99,7 +100,7 @@ pub(super) fn run(mut lp: CoreLoop) -> Result<(), ServiceError> {
             // A client's `shutdown()`: give the send task a moment to deliver
             // the workers' `Shutdown` and the client's answer, then stop.
             tracing::info!("a client asked the cluster to shut down; stopping");
-            lp.runtime.block_on(tokio::time::sleep(SHUTDOWN_FLUSH_GRACE));
+            tokio::time::sleep(SHUTDOWN_FLUSH_GRACE).await;
             return Ok(());
         }
     }
@@ -158,29 +159,25 @@ fn primitive_requesters(inputs: &[Input]) -> BTreeSet<ClientId> {
 
 /// Add inputs to `inputs` until `group` has every client back or `wait`
 /// has passed.
-fn gather_more(
-    runtime: &tokio::runtime::Handle,
+async fn gather_more(
     inbound: &mut tokio::sync::mpsc::Receiver<Vec<Input>>,
     inputs: &mut Vec<Input>,
     group: &GroupCommit,
     wait: Duration,
 ) {
     let deadline = tokio::time::Instant::now() + wait;
-    runtime.block_on(async {
-        while inputs.len() < BATCH_INPUTS_MAX && !group.all_back(inputs) {
-            match tokio::time::timeout_at(deadline, inbound.recv()).await {
-                Ok(Some(more)) => inputs.extend(more),
-                Ok(None) | Err(_) => break,
-            }
+    while inputs.len() < BATCH_INPUTS_MAX && !group.all_back(inputs) {
+        match tokio::time::timeout_at(deadline, inbound.recv()).await {
+            Ok(Some(more)) => inputs.extend(more),
+            Ok(None) | Err(_) => break,
         }
-    });
+    }
 }
 
 /// How long a requested shutdown lets the last effects leave.
 const SHUTDOWN_FLUSH_GRACE: Duration = Duration::from_millis(300);
 
-fn wait(
-    runtime: &tokio::runtime::Handle,
+async fn wait(
     inbound: &mut tokio::sync::mpsc::Receiver<Vec<Input>>,
     stop: &mut tokio::sync::oneshot::Receiver<()>,
     scheduler: &Scheduler,
@@ -190,17 +187,15 @@ fn wait(
         Some(ms) => origin + Duration::from_millis(ms),
         None => Instant::now() + IDLE_WAKE,
     };
-    runtime.block_on(async {
-        tokio::select! {
-            biased;
-            _ = &mut *stop => Wake::Stop,
-            inputs = inbound.recv() => match inputs {
-                Some(inputs) => Wake::Inputs(inputs),
-                None => Wake::Stop,
-            },
-            _ = tokio::time::sleep_until(deadline.into()) => Wake::Timer,
-        }
-    })
+    tokio::select! {
+        biased;
+        _ = &mut *stop => Wake::Stop,
+        inputs = inbound.recv() => match inputs {
+            Some(inputs) => Wake::Inputs(inputs),
+            None => Wake::Stop,
+        },
+        _ = tokio::time::sleep_until(deadline.into()) => Wake::Timer,
+    }
 }
 
 fn commit(log: &mut SledLog, events: &[Event], metrics: &Metrics) -> Result<(), ServiceError> {
