@@ -27,5 +27,5 @@ pub use ids::{Attempt, ClientId, Key, RequestId, Seq, WorkerId};
 pub use task::{TaskError, TaskErrorKind, TaskSpec};
 pub use wire::{
     ClientMsg, ComputeTask, DepLocation, InfoReply, InfoRequest, KeyState, KeyUpdate, PeerReply, PeerRequest, ScatteredItem,
-    SchedulerInfo, ToClient, ToWorker, WorkerInfo, WorkerMsg,
+    SchedulerInfo, ToClient, ToWorker, WorkerInfo, WorkerMsg, HELLO_FIRST,
 };

@@ -44,6 +44,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Attempt, ClientId, Key, PrimitiveOp, PrimitiveResult, RequestId, TaskError, TaskSpec, WorkerId};
 
+/// The message of the `ToClient::Error` a scheduler answers anything but
+/// `Hello` with when it does not know the client (never met, or removed after
+/// its heartbeats stopped while its connection stayed up): the session must
+/// say `Hello` again and resend what it has pending, as after a reconnect.
+pub const HELLO_FIRST: &str = "say Hello before anything else";
+
 /// Client → scheduler.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum ClientMsg {

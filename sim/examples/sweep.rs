@@ -1,7 +1,7 @@
 //! Run seeds from the command line: `cargo run -p reprise-sim --release --example sweep -- [first] [n] [jobs]`,
 //! or replay one with its trace: `… --example sweep -- seed <S> [shrink]`. Environment:
 //! `SIM_OPS` (most operations per seed), `SIM_FAULTS` (none, light, swarm, heavy), `SIM_CODEC=0` (skip the CBOR
-//! round trip of every message), `SIM_ONE_WAY=1` (draw one-way stalls too).
+//! round trip of every message), `SIM_ONE_WAY=0` (draw no one-way stalls).
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let num = |i: usize, default: u64| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(default);
@@ -21,7 +21,7 @@ fn main() {
     if let Some(faults) = env("SIM_FAULTS").and_then(|v| v.parse().ok()) {
         cli.opts.faults = faults;
     }
-    cli.opts.one_way_stalls = env("SIM_ONE_WAY").is_some();
+    cli.opts.one_way_stalls = env("SIM_ONE_WAY").is_none_or(|v| v != "0");
     if let Some(codec) = env("SIM_CODEC") {
         cli.opts.codec = codec != "0";
     }

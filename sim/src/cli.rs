@@ -81,7 +81,7 @@ fn sweep(args: &Args, out: &mut dyn Write) -> io::Result<bool> {
     let t = &summary.totals;
     writeln!(
         out,
-        "passing seeds in total: {} ops, {} steps, {} events in {} commits, {} snapshots, {} task runs, {} leases granted and {} expired, {} scheduler and {} worker crashes, {} clients lost, {} s simulated",
+        "passing seeds in total: {} ops, {} steps, {} events in {} commits, {} snapshots, {} task runs, {} leases granted and {} expired, {} primitive answers ({} queue items, {} event wake-ups), {} scheduler and {} worker crashes, {} clients lost, {} s simulated",
         t.ops,
         t.steps,
         t.events,
@@ -90,6 +90,9 @@ fn sweep(args: &Args, out: &mut dyn Write) -> io::Result<bool> {
         t.executions,
         t.leases_granted,
         t.leases_expired,
+        t.primitive_answers,
+        t.items_delivered,
+        t.event_wakeups,
         t.scheduler_crashes,
         t.worker_crashes,
         t.clients_lost,

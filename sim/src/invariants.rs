@@ -28,11 +28,14 @@ pub enum Invariant {
     Recovery,
     /// No acknowledged submit (or scatter) is lost: whenever a client is
     /// told a key is durable, the durable state has the client wanting it,
-    /// and it keeps it across crashes.
+    /// and it keeps it across crashes. Likewise a primitive change answered
+    /// `Done` (set, put, publish, unpublish) or a take answered with items
+    /// is in the durable log when the answer goes out.
     AckedDurable,
     /// No key is forgotten while referenced: a want the scheduler
     /// acknowledged disappears only with a logged release (or the client's
-    /// removal).
+    /// removal), and a future a client was told a Variable, Queue or dataset
+    /// holds stays live and held until a logged change lets go of it.
     ReferencedKept,
     /// A task runs only with every input present and equal to the value its
     /// producer computes (no stale or missing input).
@@ -58,11 +61,25 @@ pub enum Invariant {
     /// A lease expires only after its client was silent for longer than
     /// the lease timeout.
     LeaseExpiry,
+    /// Queues hand out each item once: an acknowledged put stays in the
+    /// durable queue (across crashes and replays) until a durable take, a
+    /// taken item never comes back, and an item reaches only the request
+    /// the durable log has taking it, and no other.
+    QueueExactlyOnce,
+    /// A Variable get, a dataset get or a dataset list sent after some
+    /// client heard a change acknowledged sees that change or a later one
+    /// (and a get times out only if the variable was deleted since).
+    FreshReads,
+    /// Setting an event answers every wait on it that the scheduler had
+    /// in line.
+    EventWake,
     /// Once faults stop, every future a client holds resolves, and every
-    /// primitive request is answered, within the bound.
+    /// primitive request is answered, within the bound (the simulator then
+    /// sets what is still waited for: variables, events, queue items).
     Liveness,
-    /// Once every client lets go of everything, the scheduler forgets every
-    /// task, and every lock and lease is given back, within the bound.
+    /// Once every client lets go of everything (and empties the variables,
+    /// queues and datasets), the scheduler forgets every task, and every
+    /// lock and lease is given back, within the bound.
     Quiescence,
     /// A core panicked, or the run did not settle within the step budget.
     Crash,
@@ -70,7 +87,7 @@ pub enum Invariant {
 
 impl Invariant {
     /// Every invariant, in declaration order.
-    pub const ALL: [Invariant; 17] = [
+    pub const ALL: [Invariant; 20] = [
         Invariant::SchedulerCore,
         Invariant::WorkerCore,
         Invariant::ClientSession,
@@ -85,6 +102,9 @@ impl Invariant {
         Invariant::LockSingleHolder,
         Invariant::LeaseBound,
         Invariant::LeaseExpiry,
+        Invariant::QueueExactlyOnce,
+        Invariant::FreshReads,
+        Invariant::EventWake,
         Invariant::Liveness,
         Invariant::Quiescence,
         Invariant::Crash,
@@ -107,6 +127,9 @@ impl Invariant {
             Invariant::LockSingleHolder => "lock-single-holder",
             Invariant::LeaseBound => "lease-bound",
             Invariant::LeaseExpiry => "lease-expiry",
+            Invariant::QueueExactlyOnce => "queue-exactly-once",
+            Invariant::FreshReads => "fresh-reads",
+            Invariant::EventWake => "event-wake",
             Invariant::Liveness => "liveness",
             Invariant::Quiescence => "quiescence",
             Invariant::Crash => "crash",

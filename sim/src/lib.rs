@@ -23,7 +23,8 @@
 //! Module map: [`scenario`] (the run as data, and its strategies),
 //! `world` (the event loop; `world/sched.rs` the scheduler node with its
 //! log and commit discipline, `world/worker.rs`, `world/client.rs`,
-//! `world/net.rs`, `world/model.rs` what the checks know, `world/ops.rs`),
+//! `world/net.rs`, `world/model.rs` what the checks know, `world/ops.rs`,
+//! `world/prims.rs` the coordination primitives' answers and end phases),
 //! [`invariants`] (what is checked), [`funcs`] (the simulated task
 //! functions), `trace`, `rng`, `run` (seeds, summaries, shrinking) and
 //! [`cli`] (what `reprise sim` prints).

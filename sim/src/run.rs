@@ -34,8 +34,7 @@ pub struct SimOptions {
     /// Threads [`run_seeds`] spreads seeds over (each run is one thread).
     pub jobs: usize,
     /// Also draw one-way stalls (a peer's messages to the scheduler stall,
-    /// the scheduler's still reach it). Off by default: they reproduce a
-    /// known client-session problem (see README.md).
+    /// the scheduler's still reach it). On by default.
     pub one_way_stalls: bool,
 }
 
@@ -51,7 +50,7 @@ impl Default for SimOptions {
             liveness_ms: 180_000,
             quiescence_ms: 60_000,
             jobs: 1,
-            one_way_stalls: false,
+            one_way_stalls: true,
         }
     }
 }
@@ -83,6 +82,11 @@ pub struct Stats {
     /// Lock and semaphore leases granted, and expired.
     pub leases_granted: u64,
     pub leases_expired: u64,
+    /// Answers to primitive requests clients heard, plain queue items they
+    /// got, and event waits answered `true`.
+    pub primitive_answers: u64,
+    pub items_delivered: u64,
+    pub event_wakeups: u64,
     /// Simulated time at the end, and when every future had resolved.
     pub sim_ms: u64,
     pub resolved_ms: u64,
@@ -102,6 +106,9 @@ impl Stats {
         self.scheduler_errors += o.scheduler_errors;
         self.leases_granted += o.leases_granted;
         self.leases_expired += o.leases_expired;
+        self.primitive_answers += o.primitive_answers;
+        self.items_delivered += o.items_delivered;
+        self.event_wakeups += o.event_wakeups;
         self.sim_ms += o.sim_ms;
         self.resolved_ms += o.resolved_ms;
     }

@@ -66,13 +66,17 @@ pub struct Mix {
     pub info: u32,
     pub lock: u32,
     pub semaphore: u32,
+    pub variable: u32,
+    pub queue: u32,
+    pub event: u32,
+    pub dataset: u32,
     pub crash_scheduler: u32,
     pub crash_worker: u32,
     pub drop_link: u32,
     pub partition: u32,
     pub vanish: u32,
     pub goodbye: u32,
-    /// Only with [`SimOptions::one_way_stalls`].
+    /// Only with [`SimOptions::one_way_stalls`] (the default).
     pub stall: u32,
 }
 
@@ -148,6 +152,30 @@ pub enum Op {
         hold_ms: u16,
         timeout_ms: Option<u16>,
     },
+    /// A request on Variable `var{name % 2}`.
+    Variable {
+        client: u8,
+        name: u8,
+        act: VariableAct,
+    },
+    /// A request on Queue `q{name % 2}`.
+    Queue {
+        client: u8,
+        name: u8,
+        act: QueueAct,
+    },
+    /// A request on Event `ev{name % 2}`.
+    Event {
+        client: u8,
+        name: u8,
+        act: EventAct,
+    },
+    /// A request on dataset `ds{name % 2}`.
+    Dataset {
+        client: u8,
+        name: u8,
+        act: DatasetAct,
+    },
     /// The scheduler process dies at `at`, its unflushed tail meeting `tail`,
     /// and starts again `down_ms` later.
     CrashScheduler {
@@ -184,6 +212,52 @@ pub enum Op {
     Goodbye {
         client: u8,
     },
+}
+
+/// What a Variable or a Queue is given to hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ValueSrc {
+    /// A fresh plain value (unique in the run, so the checks can follow it).
+    Inline,
+    /// A future the client holds, picked like keys are (0 = the newest);
+    /// a plain value when it holds none.
+    Future(u16),
+}
+
+/// A Variable request. Timeouts are in ms; `None` waits for ever (the
+/// liveness phase sets what is still waited for).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VariableAct {
+    Set(ValueSrc),
+    Get { timeout_ms: Option<u16> },
+    Delete,
+}
+
+/// A Queue request; a put with `maxsize` > 0 waits while the queue is full.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QueueAct {
+    Put { value: ValueSrc, maxsize: u8, timeout_ms: Option<u16> },
+    Get { timeout_ms: Option<u16> },
+    GetBatch { n: u8 },
+    Size,
+}
+
+/// An Event request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventAct {
+    Set,
+    Clear,
+    IsSet,
+    Wait { timeout_ms: Option<u16> },
+}
+
+/// A published-dataset request; `Publish` names a future the client holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DatasetAct {
+    Publish { pick: u16 },
+    Get,
+    List,
+    Unpublish,
 }
 
 /// Where in its commit cycle the scheduler dies.
@@ -289,7 +363,7 @@ fn params_strategy(opts: &SimOptions) -> impl Strategy<Value = Params> {
 }
 
 fn mix_strategy(faults: FaultProfile, one_way_stalls: bool) -> impl Strategy<Value = Mix> {
-    (vec(0u32..=3, 11), vec(0u32..=3, 6)).prop_map(move |(w, f)| {
+    (vec(0u32..=3, 15), vec(0u32..=3, 6)).prop_map(move |(w, f)| {
         let fault = |x: u32| match faults {
             FaultProfile::None => 0,
             FaultProfile::Light => x / 2,
@@ -308,6 +382,10 @@ fn mix_strategy(faults: FaultProfile, one_way_stalls: bool) -> impl Strategy<Val
             info: w[8] / 3,
             lock: w[9],
             semaphore: w[10],
+            variable: w[11],
+            queue: w[12],
+            event: w[13],
+            dataset: w[14] / 2,
             crash_scheduler: fault(f[0]),
             crash_worker: fault(f[1]),
             drop_link: fault(f[2]),
@@ -344,6 +422,51 @@ fn task_strategy() -> impl Strategy<Value = TaskDef> {
             func,
             big,
         })
+}
+
+/// A wait's timeout: for ever (`None`) or up to 3 s.
+fn timeout_strategy() -> impl Strategy<Value = Option<u16>> {
+    proptest::option::weighted(0.6, 0u16..=3000)
+}
+
+fn value_strategy() -> impl Strategy<Value = ValueSrc> {
+    prop_oneof![3 => Just(ValueSrc::Inline), 2 => (0u16..8).prop_map(ValueSrc::Future)]
+}
+
+fn variable_strategy() -> impl Strategy<Value = VariableAct> {
+    prop_oneof![
+        3 => value_strategy().prop_map(VariableAct::Set),
+        3 => timeout_strategy().prop_map(|timeout_ms| VariableAct::Get { timeout_ms }),
+        1 => Just(VariableAct::Delete),
+    ]
+}
+
+fn queue_strategy() -> impl Strategy<Value = QueueAct> {
+    prop_oneof![
+        4 => (value_strategy(), 0u8..=3, timeout_strategy())
+            .prop_map(|(value, maxsize, timeout_ms)| QueueAct::Put { value, maxsize, timeout_ms }),
+        3 => timeout_strategy().prop_map(|timeout_ms| QueueAct::Get { timeout_ms }),
+        1 => (1u8..=4).prop_map(|n| QueueAct::GetBatch { n }),
+        1 => Just(QueueAct::Size),
+    ]
+}
+
+fn event_strategy() -> impl Strategy<Value = EventAct> {
+    prop_oneof![
+        2 => Just(EventAct::Set),
+        1 => Just(EventAct::Clear),
+        1 => Just(EventAct::IsSet),
+        4 => timeout_strategy().prop_map(|timeout_ms| EventAct::Wait { timeout_ms }),
+    ]
+}
+
+fn dataset_strategy() -> impl Strategy<Value = DatasetAct> {
+    prop_oneof![
+        3 => (0u16..8).prop_map(|pick| DatasetAct::Publish { pick }),
+        3 => Just(DatasetAct::Get),
+        1 => Just(DatasetAct::List),
+        2 => Just(DatasetAct::Unpublish),
+    ]
 }
 
 fn peer_strategy() -> impl Strategy<Value = PeerRef> {
@@ -388,6 +511,30 @@ fn op_strategy(mix: Mix) -> BoxedStrategy<Op> {
             mix.semaphore,
             (c(), any::<u8>(), 0u16..=3000, proptest::option::weighted(0.3, 0u16..=2000))
                 .prop_map(|(client, name, hold_ms, timeout_ms)| Op::Semaphore { client, name, hold_ms, timeout_ms })
+                .boxed(),
+        ),
+        (
+            mix.variable,
+            (c(), any::<u8>(), variable_strategy())
+                .prop_map(|(client, name, act)| Op::Variable { client, name, act })
+                .boxed(),
+        ),
+        (
+            mix.queue,
+            (c(), any::<u8>(), queue_strategy())
+                .prop_map(|(client, name, act)| Op::Queue { client, name, act })
+                .boxed(),
+        ),
+        (
+            mix.event,
+            (c(), any::<u8>(), event_strategy())
+                .prop_map(|(client, name, act)| Op::Event { client, name, act })
+                .boxed(),
+        ),
+        (
+            mix.dataset,
+            (c(), any::<u8>(), dataset_strategy())
+                .prop_map(|(client, name, act)| Op::Dataset { client, name, act })
                 .boxed(),
         ),
         (

@@ -4,7 +4,7 @@ mod common;
 
 use common::*;
 use reprise_sim::funcs::Fail;
-use reprise_sim::scenario::{CrashPoint, Op, PeerRef, TailFate};
+use reprise_sim::scenario::{CrashPoint, DatasetAct, EventAct, Op, PeerRef, QueueAct, TailFate, ValueSrc, VariableAct};
 
 fn crash(at: CrashPoint, tail: TailFate) -> Op {
     Op::CrashScheduler { at, tail, down_ms: 300 }
@@ -170,4 +170,175 @@ fn locks_pass_from_holder_to_holder_and_an_expired_lease_frees_its_lock() {
     assert!(stats.leases_granted >= 4, "{stats:?}");
     assert!(stats.leases_expired >= 1, "{stats:?}");
     assert!(traced(&trace, "LeaseExpired"), "{}", trace.join("\n"));
+}
+
+#[test]
+fn a_client_removed_while_its_link_stayed_up_says_hello_again_and_its_futures_resolve() {
+    // The client's messages stall (one way) past the scheduler's heartbeat
+    // timeout while updates still reach it: the scheduler removes it and
+    // answers its next messages "say Hello first"; the session says Hello
+    // again on the same connection and resends what is pending.
+    let mut p = params();
+    p.workers = vec![1];
+    let chain = (0..6).map(|i| task(1_800, if i == 0 { &[] } else { &[0] })).collect();
+    let s = scenario(
+        p,
+        vec![
+            (300, submit(chain)),
+            (10, Op::Stall { peer: PeerRef::Client(0), ms: 10_500 }),
+            (12_000, Op::Info { client: 0, what: 3 }),
+        ],
+    );
+    let (result, trace) = run(&s);
+    result.unwrap_or_else(|v| panic!("{v}\n{}", trace.join("\n")));
+    assert!(traced(&trace, "ClientRemoved c0.1"), "{}", trace.join("\n"));
+    assert!(traced(&trace, "say Hello before anything else"), "{}", trace.join("\n"));
+    let hellos = trace.iter().filter(|l| l.contains("c0 -> s  Hello")).count();
+    assert!(hellos >= 2, "the session said Hello again ({hellos} times)");
+}
+
+#[test]
+fn a_scatter_registered_after_its_worker_left_resolves_as_lost() {
+    // The client scatters to a worker, then is cut off; by the time its
+    // `Scattered` arrives the worker was removed: the scheduler answers the
+    // key `Lost` and acknowledges the registration, so the session stops
+    // resending it and lets go of the fire-and-forget key.
+    let s = scenario(
+        params(),
+        vec![
+            (300, Op::Partition { peer: PeerRef::Client(0), ms: 12_000 }),
+            (0, Op::Partition { peer: PeerRef::Worker(0), ms: 15_000 }),
+            (0, Op::Scatter { client: 0, worker: 0, big: false }),
+            (0, Op::FireAndForget { client: 0, pick: 0, drop: true }),
+            (16_000, Op::Info { client: 0, what: 3 }),
+        ],
+    );
+    let (result, trace) = run(&s);
+    result.unwrap_or_else(|v| panic!("{v}\n{}", trace.join("\n")));
+    assert!(traced(&trace, "WorkerRemoved w0"), "{}", trace.join("\n"));
+    assert!(traced(&trace, "Update s0 lost"), "{}", trace.join("\n"));
+}
+
+fn queue(client: u8, act: QueueAct) -> Op {
+    Op::Queue { client, name: 0, act }
+}
+
+fn put(client: u8, value: ValueSrc, maxsize: u8) -> Op {
+    queue(client, QueueAct::Put { value, maxsize, timeout_ms: None })
+}
+
+fn get(client: u8) -> Op {
+    queue(client, QueueAct::Get { timeout_ms: None })
+}
+
+#[test]
+fn queue_items_put_before_a_crash_are_each_handed_out_once_after_it() {
+    let mut p = params();
+    p.n_clients = 2;
+    let s = scenario(
+        p,
+        vec![
+            (300, put(0, ValueSrc::Inline, 0)),
+            (0, put(0, ValueSrc::Inline, 0)),
+            (0, put(0, ValueSrc::Inline, 0)),
+            (0, get(1)),
+            (0, crash(CrashPoint::BeforeSend, TailFate::Lost)),
+            (500, get(1)),
+            (0, get(1)),
+            (0, crash(CrashPoint::BeforeFlush, TailFate::Torn)),
+            (0, queue(1, QueueAct::GetBatch { n: 4 })),
+            (500, queue(0, QueueAct::Size)),
+        ],
+    );
+    let (result, trace) = run(&s);
+    let stats = result.unwrap_or_else(|v| panic!("{v}\n{}", trace.join("\n")));
+    assert_eq!(stats.scheduler_crashes, 2);
+    // Client 1 got the three items (v0, v1, v2), and nothing else did.
+    for item in ["[118, 48]", "[118, 49]", "[118, 50]"] {
+        let got: Vec<&String> = trace.iter().filter(|l| l.contains("answered Values") && l.contains(item)).collect();
+        assert!(matches!(got[..], [line] if line.contains("c1.1 request")), "{item}: {got:?}");
+    }
+}
+
+#[test]
+fn a_blocking_put_waits_for_room_and_queued_futures_stay_held() {
+    let mut p = params();
+    p.n_clients = 2;
+    let s = scenario(
+        p,
+        vec![
+            (0, submit(vec![task(400, &[]), task(50, &[])])),
+            (50, put(0, ValueSrc::Future(0), 1)),
+            (0, put(0, ValueSrc::Future(1), 1)),
+            // Both handles go: only the queue keeps the futures alive.
+            (0, Op::Release { client: 0, pick: 0 }),
+            (0, Op::Release { client: 0, pick: 0 }),
+            (300, crash(CrashPoint::Now, TailFate::Kept)),
+            (500, get(1)),
+            (0, get(1)),
+        ],
+    );
+    let (result, trace) = run(&s);
+    result.unwrap_or_else(|v| panic!("{v}\n{}", trace.join("\n")));
+    assert!(traced(&trace, "HolderAdded Queue(\"q0\") t0"), "{}", trace.join("\n"));
+    assert!(traced(&trace, "HolderAdded Queue(\"q0\") t1"), "the blocked put went in once there was room");
+    assert!(traced(&trace, "ClientWants c1.1 t1"), "the getter wants what it took");
+}
+
+#[test]
+fn setting_an_event_wakes_every_waiter_of_every_client() {
+    let mut p = params();
+    p.n_clients = 3;
+    let wait = |client, timeout_ms| Op::Event { client, name: 0, act: EventAct::Wait { timeout_ms } };
+    let s = scenario(
+        p,
+        vec![
+            (300, wait(0, None)),
+            (0, wait(1, None)),
+            (0, wait(1, None)),
+            (0, wait(2, Some(100))),
+            (0, Op::Partition { peer: PeerRef::Client(2), ms: 2_000 }),
+            (0, wait(2, None)),
+            (300, Op::Event { client: 0, name: 0, act: EventAct::Set }),
+            (0, Op::Event { client: 1, name: 0, act: EventAct::Clear }),
+            (0, wait(0, Some(200))),
+            (2_500, Op::Event { client: 2, name: 0, act: EventAct::IsSet }),
+        ],
+    );
+    let (result, trace) = run(&s);
+    let stats = result.unwrap_or_else(|v| panic!("{v}\n{}", trace.join("\n")));
+    assert!(stats.event_wakeups >= 4, "{stats:?}");
+}
+
+#[test]
+fn a_read_after_an_acknowledged_change_sees_it_across_crashes() {
+    let mut p = params();
+    p.n_clients = 2;
+    let var = |client, act| Op::Variable { client, name: 0, act };
+    let ds = |client, act| Op::Dataset { client, name: 0, act };
+    let s = scenario(
+        p,
+        vec![
+            (0, submit(vec![task(100, &[])])),
+            (10, var(1, VariableAct::Get { timeout_ms: None })),
+            (0, var(0, VariableAct::Set(ValueSrc::Future(0)))),
+            (0, ds(0, DatasetAct::Publish { pick: 0 })),
+            (0, Op::Release { client: 0, pick: 0 }),
+            (200, crash(CrashPoint::BeforeSend, TailFate::Kept)),
+            (500, var(1, VariableAct::Get { timeout_ms: Some(10) })),
+            (0, var(0, VariableAct::Set(ValueSrc::Inline))),
+            (0, ds(1, DatasetAct::Get)),
+            (0, ds(1, DatasetAct::List)),
+            (300, var(1, VariableAct::Get { timeout_ms: Some(10) })),
+            (0, ds(0, DatasetAct::Unpublish)),
+            (0, var(0, VariableAct::Delete)),
+            (300, var(1, VariableAct::Get { timeout_ms: Some(10) })),
+            (0, ds(1, DatasetAct::Get)),
+        ],
+    );
+    let (result, trace) = run(&s);
+    let stats = result.unwrap_or_else(|v| panic!("{v}\n{}", trace.join("\n")));
+    assert!(traced(&trace, "HolderAdded Dataset(\"ds0\") t0"), "{}", trace.join("\n"));
+    assert!(traced(&trace, "answered Timeout"), "the get after the delete times out");
+    assert!(stats.primitive_answers >= 12, "{stats:?}");
 }

@@ -19,6 +19,8 @@ fn a_thousand_seeds_hold_every_invariant() {
     // The sweep exercised what it claims to.
     assert!(t.scheduler_crashes > 100 && t.worker_crashes > 100 && t.clients_lost > 50, "{t:?}");
     assert!(t.snapshots > 50 && t.executions > 5_000, "{t:?}");
+    assert!(t.leases_granted > 500 && t.primitive_answers > 5_000, "{t:?}");
+    assert!(t.items_delivered > 150 && t.event_wakeups > 150, "{t:?}");
 }
 
 #[test]

@@ -5,7 +5,15 @@ use reprise_sim::scenario::scenario_strategy;
 use reprise_sim::{run_scenario, run_seed, shrink, Invariant, SimOptions};
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    // A fixed RNG seed: CI runs the same 48 scenarios every time. The known
+    // open issue P1 (sim/README.md) fails about 1 in 25,000 scenarios, which
+    // a fresh random draw per run would turn into a rare, unrelated failure;
+    // `reprise sim --seeds N` is where new ground is covered.
+    #![proptest_config(ProptestConfig {
+        cases: 48,
+        rng_seed: proptest::test_runner::RngSeed::Fixed(0x5eed),
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn any_scenario_holds_every_invariant(scenario in scenario_strategy(&SimOptions::default())) {

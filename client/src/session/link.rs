@@ -2,7 +2,9 @@
 //! time, and outgoing batches.
 use std::collections::BTreeMap;
 
-use reprise_proto::{ClientMsg, KeyUpdate, PrimitiveOp, ScatteredItem, StoredValue, TaskSpec, ToClient, WorkerId};
+use reprise_proto::{
+    ClientMsg, KeyUpdate, PrimitiveOp, ScatteredItem, StoredValue, TaskSpec, ToClient, WorkerId, HELLO_FIRST,
+};
 
 use super::{Link, Output, Session, BATCH_BYTES_MAX, BATCH_ITEMS_MAX, MSG_OVERHEAD_BYTES};
 use crate::status::KeyStatus;
@@ -62,6 +64,7 @@ impl Session {
                 }
             }
             ToClient::PrimitiveReply { req, result } => self.on_primitive_reply(req, result),
+            ToClient::Error { message } if message == HELLO_FIRST => self.on_hello_first(now_ms),
             ToClient::Error { message } => self.outputs.push_back(Output::SchedulerError { message }),
             ToClient::Heartbeat => {}
         }
@@ -116,6 +119,21 @@ impl Session {
         Some(batch)
     }
 
+    /// The scheduler no longer knows this session: it removed it (its
+    /// messages stalled past the heartbeat timeout while the scheduler's
+    /// still arrived) and let go of everything it wanted. Say `Hello` again
+    /// on this connection; after `Welcome`, everything is resent as after a
+    /// reconnect, every live task included. Later refusals of what was in
+    /// flight before the new `Hello` change nothing.
+    fn on_hello_first(&mut self, now_ms: u64) {
+        if self.link != Link::Ready {
+            return;
+        }
+        self.rejoining = true;
+        self.handle_disconnected();
+        self.handle_connected(now_ms);
+    }
+
     fn on_welcome(&mut self, scheduler: String, now_ms: u64) {
         if self.link != Link::AwaitingWelcome {
             return;
@@ -129,13 +147,16 @@ impl Session {
     /// control messages in their order, a re-submission of every live pending
     /// task (to repair updates lost in flight; the scheduler answers a known
     /// finished key with its update), then the open info requests, then the
-    /// unanswered primitive requests in request order.
+    /// unanswered primitive requests in request order. After the scheduler
+    /// removed the session (`rejoining`), every live task is submitted again,
+    /// finished ones included, so that the scheduler wants them again.
     fn queue_resend(&mut self, now_ms: u64) {
+        let rejoining = std::mem::take(&mut self.rejoining);
         let mut by_seq: Vec<(u64, &TaskSpec, bool)> = Vec::new();
         let mut scatters: BTreeMap<&WorkerId, Vec<(u64, &ScatteredItem)>> = BTreeMap::new();
         for e in self.entries.values() {
             if let Some(spec) = &e.spec {
-                if !e.acked || e.status == KeyStatus::Pending {
+                if rejoining || !e.acked || e.status == KeyStatus::Pending {
                     by_seq.push((e.seq, spec, e.acked));
                 }
             }

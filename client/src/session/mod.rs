@@ -16,6 +16,11 @@
 //!   idempotent); futures handed out in their answers are adopted as live
 //!   keys with one local reference each.
 //!
+//! A scheduler that no longer knows the session (it removed it while the
+//! connection stayed up) answers with `ToClient::Error` carrying
+//! `reprise_proto::HELLO_FIRST`: the session then says `Hello` again on the
+//! same connection and resends everything once welcomed.
+//!
 //! It is driven by plain calls: the user side (`submit`, `add_ref`,
 //! `release_ref`, `cancel`, …) and the network side (`handle_connected`,
 //! `handle_message`, `handle_timeout`, `handle_disconnected`); it answers with
@@ -147,6 +152,9 @@ pub struct Session {
     outputs: VecDeque<Output>,
     last_heard_ms: u64,
     last_sent_ms: u64,
+    /// The scheduler removed this session while its connection stayed up:
+    /// the next `Welcome` resubmits every live task (see `on_hello_first`).
+    rejoining: bool,
 }
 
 impl Session {
@@ -170,6 +178,7 @@ impl Session {
             outputs: VecDeque::new(),
             last_heard_ms: 0,
             last_sent_ms: 0,
+            rejoining: false,
         }
     }
 
@@ -378,6 +387,11 @@ impl Session {
             entry.refs += 1;
             return;
         }
+        // The key left the session while the answer was on its way (an
+        // `Acked` earlier in the same frame let go of the last hold on it,
+        // say). The scheduler wanted it for us when it answered: a `Release`
+        // not sent yet must not go out after the answer took the key back.
+        self.outbox.retain(|m| !matches!(m, ClientMsg::Release { keys } if keys.len() == 1 && keys[0] == *key));
         let seq = self.take_seq();
         let status = state.map_or(KeyStatus::Pending, KeyStatus::from);
         let entry = Entry { refs: 1, status, spec: None, scatter: None, seq, acked: true, holds: Vec::new() };
@@ -389,6 +403,9 @@ impl Session {
         if self.prims.remove(&req).is_none() {
             return; // answered before, or abandoned
         }
+        // A resend queued since (after a `Welcome`) must not go out: the
+        // scheduler would take it for a new request.
+        self.outbox.retain(|m| !matches!(m, ClientMsg::Primitive { req: r, .. } if *r == req));
         if let PrimitiveResult::Values(values) = &result {
             for v in values {
                 if let ReplyValue::Future { key, state } = v {

@@ -476,3 +476,90 @@ fn a_closed_session_sends_no_primitive_request() {
     assert!(c.sent().is_empty());
     assert_eq!(c.s.n_pending_primitives(), 0);
 }
+
+fn hello_first() -> ToClient {
+    ToClient::Error { message: reprise_proto::HELLO_FIRST.to_owned() }
+}
+
+#[test]
+fn a_session_the_scheduler_removed_says_hello_again_and_resends_everything() {
+    use reprise_proto::{PrimitiveOp, PrimitiveResult};
+    let mut c = Check::ready();
+    let (a, b) = (spec("inc", 1, &[]), spec("inc", 2, &[]));
+    c.s.submit(a.clone());
+    c.s.submit(b.clone());
+    c.sent();
+    c.recv(ToClient::Acked { keys: vec![a.key.clone(), b.key.clone()] });
+    c.recv(finished(&a.key, &[0x02]));
+    let wait = c.s.primitive(PrimitiveOp::EventWait { name: "E".into(), timeout_ms: None });
+    c.sent();
+    // The scheduler removed us while the connection stayed up: whatever we
+    // send is refused until we say Hello again, on the same connection.
+    c.outputs();
+    c.recv(hello_first());
+    assert!(c.outputs().is_empty(), "the refusal is handled, not reported as an error");
+    assert!(!c.s.is_ready());
+    let sent = c.sent();
+    assert!(matches!(&sent[..], [ClientMsg::Hello { client, .. }] if client.as_str() == "me-1"), "{sent:?}");
+    // Refusals of what was in flight before the Hello change nothing.
+    c.recv(hello_first());
+    assert!(c.sent().is_empty(), "one Hello only");
+    c.recv(ToClient::Welcome { scheduler: "s".into() });
+    let resent = c.sent();
+    assert_eq!(submitted_keys(&resent), ["inc-1", "inc-2"], "every live task is wanted again, finished ones too");
+    let prims = primitive_reqs(&resent);
+    assert!(matches!(&prims[..], [(r, PrimitiveOp::EventWait { .. })] if *r == wait.0), "{prims:?}");
+    c.recv(ToClient::PrimitiveReply { req: wait, result: PrimitiveResult::Bool(true) });
+    assert_eq!(c.s.poll_primitive_reply(), Some((wait, PrimitiveResult::Bool(true))));
+    // An ordinary reconnect later resends only what is pending again.
+    c.recv(ToClient::Acked { keys: vec![a.key.clone(), b.key.clone()] });
+    assert_eq!(submitted_keys(&c.reconnect()), ["inc-2"]);
+}
+
+#[test]
+fn other_scheduler_errors_are_reported_and_change_nothing() {
+    let mut c = Check::ready();
+    c.recv(ToClient::Error { message: "malformed".into() });
+    assert_eq!(c.outputs(), vec![Output::SchedulerError { message: "malformed".into() }]);
+    assert!(c.s.is_ready());
+    assert!(c.sent().is_empty());
+}
+
+#[test]
+fn an_answer_handing_back_a_key_whose_release_is_not_sent_yet_withdraws_the_release() {
+    use reprise_proto::{PrimitiveOp, PrimitiveResult, ReplyValue};
+    let mut c = Check::ready();
+    let (a, b) = (spec("inc", 1, &[]), spec("inc", 2, &[]));
+    c.s.submit(a.clone());
+    let b = TaskSpec { deps: vec![a.key.clone()], ..b };
+    c.s.submit(b.clone());
+    let get = c.s.primitive(PrimitiveOp::QueueGet { name: "Q".into(), timeout_ms: None });
+    c.sent();
+    // The user drops `a`; b's hold keeps it until b is acked.
+    c.s.release_ref(&a.key, c.now_ms);
+    assert!(c.sent().is_empty());
+    // One frame: the ack lets go of the hold (a's last reference), then the
+    // answer hands `a` back, as the scheduler still wants it for us.
+    c.recv(ToClient::Acked { keys: vec![b.key.clone()] });
+    let values = vec![ReplyValue::Future { key: a.key.clone(), state: None }];
+    c.recv(ToClient::PrimitiveReply { req: get, result: PrimitiveResult::Values(values) });
+    assert_eq!(c.s.refs(&a.key), 1);
+    assert!(released_keys(&c.sent()).is_empty(), "no Release may follow the answer that took the key back");
+}
+
+#[test]
+fn an_answer_withdraws_a_resend_of_its_request_not_sent_yet() {
+    use reprise_proto::PrimitiveResult;
+    let mut c = Check::ready();
+    let a = c.s.primitive(lock_acquire());
+    c.sent();
+    c.s.handle_disconnected();
+    c.s.handle_connected(c.now_ms);
+    c.sent();
+    // One frame: the Welcome (which queues the resend), then the answer to
+    // the first send, which the scheduler had in line all along.
+    c.recv(ToClient::Welcome { scheduler: "s".into() });
+    c.recv(ToClient::PrimitiveReply { req: a, result: PrimitiveResult::Timeout });
+    assert!(primitive_reqs(&c.sent()).is_empty(), "no resend of an answered request");
+    assert_eq!(c.s.poll_primitive_reply(), Some((a, PrimitiveResult::Timeout)));
+}

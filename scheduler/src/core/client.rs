@@ -3,6 +3,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use reprise_proto::{
     ClientId, ClientMsg, Event, Holder, Key, KeyState, KeyUpdate, ScatteredItem, TaskSpec, ToClient, WorkerId,
+    HELLO_FIRST,
 };
 
 use super::scheduler::{Cx, Scheduler};
@@ -30,8 +31,9 @@ impl Scheduler {
             return;
         }
         if !self.state.has_client(client) {
-            let message = "say Hello before anything else".to_owned();
-            cx.send_client(client, ToClient::Error { message });
+            // The session takes this exact message as "say Hello again and
+            // resend" (it was removed while its connection stayed up).
+            cx.send_client(client, ToClient::Error { message: HELLO_FIRST.to_owned() });
             return;
         }
         self.sessions.seen_client(client, now);
@@ -317,8 +319,7 @@ impl Scheduler {
     /// computed task cannot be overwritten; the worker's copy is freed.
     fn scattered(&mut self, cx: &mut Cx, client: &ClientId, worker: &WorkerId, items: Vec<ScatteredItem>) {
         if self.state.worker(worker).is_none() {
-            let message = format!("cannot register scattered data on unknown worker {worker}");
-            cx.send_client(client, ToClient::Error { message });
+            self.scattered_on_unknown_worker(cx, client, worker, items);
             return;
         }
         let acked: Vec<Key> = items.iter().map(|i| i.key.clone()).collect();
@@ -357,4 +358,48 @@ impl Scheduler {
         }
         cx.send_client(client, ToClient::Acked { keys: acked });
     }
+
+    /// Data registered on a worker the scheduler does not know (it left, and
+    /// was removed, before the registration arrived): the data went with the
+    /// worker, so each new key is answered `Lost` at once, and the
+    /// registration is acknowledged all the same, so that the session stops
+    /// resending it. A key already known as scattered data is simply wanted.
+    /// Nothing is logged for the lost keys: like a submission refused for a
+    /// lost input, the answer is final and a resend gets it again.
+    fn scattered_on_unknown_worker(
+        &mut self,
+        cx: &mut Cx,
+        client: &ClientId,
+        worker: &WorkerId,
+        items: Vec<ScatteredItem>,
+    ) {
+        let acked: Vec<Key> = items.iter().map(|i| i.key.clone()).collect();
+        let mut lost = Vec::new();
+        for item in items {
+            match self.state.task(&item.key).map(|t| t.origin()) {
+                Some(Origin::Scattered) => self.want(cx, client, &item.key),
+                Some(Origin::Computed(_)) => {
+                    let message =
+                        format!("key {} already names a computed task; the scattered copy is dropped", item.key);
+                    cx.send_client(client, ToClient::Error { message });
+                }
+                None => lost.push(item.key),
+            }
+        }
+        if !lost.is_empty() {
+            let names: Vec<&str> = lost.iter().map(|k| k.as_str()).collect();
+            let message = format!(
+                "cannot register scattered data on worker {worker}, which left: {} lost with it",
+                names.join(", ")
+            );
+            cx.send_client(client, ToClient::Error { message });
+        }
+        for key in lost {
+            cx.send_client(client, ToClient::Update(KeyUpdate { key, state: KeyState::Lost }));
+        }
+        cx.send_client(client, ToClient::Acked { keys: acked });
+    }
 }
+
+#[cfg(test)]
+mod tests;

@@ -66,7 +66,7 @@ mod worker;
 pub use reprise_proto::Event;
 use reprise_proto::{ClientId, ClientMsg, ToClient, ToWorker, WorkerId, WorkerMsg, INLINE_BYTES_MAX};
 
-pub use prims::{Done, QueueState, SemaphoreState, RECENT_OPS_PER_CLIENT_MAX};
+pub use prims::{Done, QueueState, SemaphoreState, RECENT_OPS_PER_CLIENT_MAX, REMOVED_CLIENTS_REMEMBERED};
 pub use scheduler::Scheduler;
 pub use state::{Origin, State, Task, TaskState, WorkerRecord};
 

@@ -2,10 +2,15 @@
 //! clients (acks, lease grants) against its durable log, what it decides
 //! (expiries, reassignments) against what the simulator saw, and what a
 //! re-registration does with the results a worker reports.
-use reprise_proto::{ClientId, Event, Key, LeaseOn, OpId, RequestId, WorkerId, WorkerMsg};
-use reprise_scheduler::core::{Input, State, TaskState};
+use std::collections::BTreeMap;
 
-use super::model::PrimReq;
+use reprise_proto::{
+    ClientId, ClientMsg, Event, Holder, Key, LeaseOn, OpId, PrimitiveOp, PrimitiveResult, RequestId, StoredValue,
+    ToClient, WorkerId, WorkerMsg,
+};
+use reprise_scheduler::core::{Decision, Effect, Input, State, TaskState};
+
+use super::model::{PrimReq, Register};
 use super::World;
 use crate::invariants::{ensure, Invariant, Violation};
 
@@ -37,7 +42,172 @@ pub(super) fn check_held(state: &State, expectations: Vec<(WorkerId, Key)>) -> R
     Ok(())
 }
 
+/// An event request of a known client: the event's name, the request, and
+/// whether it is a wait (else a set).
+pub(super) fn event_request(state: &State, input: &Input) -> Option<(String, OpId, bool)> {
+    let Input::Client { client, msg: ClientMsg::Primitive { req, op } } = input else { return None };
+    let (name, wait) = match op {
+        PrimitiveOp::EventWait { name, .. } => (name, true),
+        PrimitiveOp::EventSet { name } => (name, false),
+        _ => return None,
+    };
+    state.has_client(client).then(|| (name.clone(), OpId { client: client.clone(), req: *req }, wait))
+}
+
+/// The requests a decision answers.
+fn answered(decision: &Decision) -> impl Iterator<Item = OpId> + '_ {
+    decision.effects.iter().filter_map(|e| match e {
+        Effect::ToClient { client, msg: ToClient::PrimitiveReply { req, .. } } => {
+            Some(OpId { client: client.clone(), req: *req })
+        }
+        _ => None,
+    })
+}
+
 impl World<'_> {
+    /// Event waits the scheduler keeps in line are followed; a set must
+    /// answer every one in line for its event.
+    pub(super) fn check_event_wake(
+        &mut self,
+        request: Option<(String, OpId, bool)>,
+        decision: &Decision,
+    ) -> Result<(), Violation> {
+        let waiters = &mut self.model.event_waiters;
+        if request.is_none() && waiters.is_empty() {
+            return Ok(());
+        }
+        for op in answered(decision) {
+            for line in waiters.values_mut() {
+                line.remove(&op);
+            }
+        }
+        for ev in &decision.events {
+            if let Event::ClientRemoved { client } = ev {
+                for line in waiters.values_mut() {
+                    line.retain(|op| &op.client != client);
+                }
+            }
+        }
+        match request {
+            Some((name, op, true)) if !answered(decision).any(|a| a == op) => {
+                waiters.entry(name).or_default().insert(op);
+            }
+            Some((name, op, false)) => {
+                let left: Vec<String> = waiters
+                    .get(&name)
+                    .map(|line| line.iter().map(|w| format!("{}#{}", w.client, w.req.0)).collect())
+                    .unwrap_or_default();
+                ensure(Invariant::EventWake, left.is_empty(), || {
+                    format!(
+                        "{}#{} set event {name}, but the waits [{}] in line for it were not answered",
+                        op.client,
+                        op.req.0,
+                        left.join(", ")
+                    )
+                })?;
+            }
+            _ => {}
+        }
+        waiters.retain(|_, line| !line.is_empty());
+        Ok(())
+    }
+
+    /// The scheduler answers request `req` of `client`: a change it reports
+    /// done (or items it hands out) must be in the durable log, and a future
+    /// it reports a primitive holds enters the ledger of held keys.
+    pub(super) fn record_prim_reply(
+        &mut self,
+        client: &ClientId,
+        req: RequestId,
+        result: &PrimitiveResult,
+    ) -> Result<(), Violation> {
+        if *result == PrimitiveResult::Granted {
+            return self.record_grant(client, req);
+        }
+        let Some(request) = self.model.prim_requests.get(&(client.clone(), req)).cloned() else { return Ok(()) };
+        let op = OpId { client: client.clone(), req };
+        let m = &mut self.model;
+        // Whether the durable log has `value` as the register's latest value.
+        let latest = |reg: Option<&Register>, value: &StoredValue| {
+            reg.and_then(|r| r.history.last()).is_some_and(|v| v.as_ref() == Some(value))
+        };
+        let mut held = None;
+        let must_be_logged = match (&request, result) {
+            (PrimReq::VarSet { name, value }, PrimitiveResult::Done) => {
+                if let Some(key) = value.key().filter(|_| latest(m.variables.get(name), value)) {
+                    held = Some((Holder::Variable(name.clone()), key.clone()));
+                }
+                true
+            }
+            (PrimReq::QueuePut { name, value, .. }, PrimitiveResult::Done) => {
+                match value {
+                    StoredValue::Inline(bytes) => {
+                        if let Some(item) = m.items.get_mut(bytes) {
+                            item.acked = true;
+                        }
+                    }
+                    StoredValue::Future(key) => {
+                        if m.queue_keys.contains_key(&(name.clone(), key.clone())) {
+                            held = Some((Holder::Queue(name.clone()), key.clone()));
+                        }
+                    }
+                }
+                true
+            }
+            (PrimReq::QueueGet { .. }, PrimitiveResult::Values(values)) => !values.is_empty(),
+            (PrimReq::DsPublish { name, key }, PrimitiveResult::Done) => {
+                let published = latest(m.datasets.get(name), &StoredValue::Future(key.clone()));
+                if published {
+                    held = Some((Holder::Dataset(name.clone()), key.clone()));
+                }
+                // Publishing the future already published logs nothing.
+                !published
+            }
+            (PrimReq::DsUnpublish { .. }, PrimitiveResult::Done) => true,
+            _ => false,
+        };
+        let logged = m.durable_ops.contains(&op);
+        ensure(Invariant::AckedDurable, logged || !must_be_logged, || {
+            format!("{client}#{} is answered {result:?} to {request:?}, but the durable log has no such change", req.0)
+        })?;
+        if let Some(entry) = held {
+            m.held.insert(entry);
+            self.check_ledger(Invariant::ReferencedKept, "the durable state")?;
+        }
+        Ok(())
+    }
+
+    /// Every acknowledged plain queue item not durably taken is in its
+    /// queue once, and every durably taken one in none.
+    pub(super) fn check_queues(&self, what: &str) -> Result<(), Violation> {
+        if self.model.items.is_empty() {
+            return Ok(());
+        }
+        let mut present: BTreeMap<&[u8], Vec<&str>> = BTreeMap::new();
+        for (name, queue) in self.sched.replica.queues() {
+            for value in queue.items() {
+                if let StoredValue::Inline(bytes) = value {
+                    present.entry(bytes.as_slice()).or_default().push(name.as_str());
+                }
+            }
+        }
+        for (bytes, item) in &self.model.items {
+            let queues = present.get(bytes.as_slice()).cloned().unwrap_or_default();
+            let text = || String::from_utf8_lossy(bytes).into_owned();
+            let (ok, problem) = if item.taken {
+                (queues.is_empty(), "was taken durably, yet is back")
+            } else if item.acked {
+                (queues == [item.queue.as_str()], "was acknowledged as put, and is not there exactly once")
+            } else {
+                (queues.iter().all(|q| *q == item.queue) && queues.len() <= 1, "is there more than once")
+            };
+            ensure(Invariant::QueueExactlyOnce, ok, || {
+                format!("item {} of queue {} {problem} in {what} (found in {queues:?})", text(), item.queue)
+            })?;
+        }
+        Ok(())
+    }
+
     /// A lease expires only after its client was silent longer than the
     /// lease timeout.
     pub(super) fn check_lease_expiry(&mut self, events: &[Event]) -> Result<(), Violation> {
@@ -88,6 +258,13 @@ impl World<'_> {
             ensure(invariant, wanted, || {
                 let state = self.sched.replica.task_state(key).map_or("gone", |s| s.name());
                 format!("{client} was told {key} is durable and never released it, but in {what} it is {state} and not wanted by {client}")
+            })?;
+        }
+        for (holder, key) in &self.model.held {
+            let held = self.sched.replica.task(key).is_some_and(|t| t.holders().contains(holder));
+            ensure(invariant, held, || {
+                let state = self.sched.replica.task_state(key).map_or("gone", |s| s.name());
+                format!("a client was told {holder:?} holds {key}, and nothing logged let go of it, but in {what} it is {state} and not held by it")
             })?;
         }
         Ok(())

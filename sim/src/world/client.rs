@@ -1,12 +1,11 @@
 //! Client nodes: the real client `Session`, plus the user holding handles
 //! (futures) to keys. A client slot that vanishes or says goodbye is taken
 //! over at once by a fresh client with a new id.
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use reprise_client::session::{KeyStatus, Output, Session, Timing};
-use reprise_proto::{ClientId, Key, PrimitiveResult, RequestId};
+use reprise_proto::{ClientId, Key};
 
-use super::model::PrimReq;
 use super::net::PeerId;
 use super::{Ev, Inbound, World};
 use crate::invariants::{check, ensure, Invariant, Violation};
@@ -23,7 +22,10 @@ pub(crate) struct ClientNode {
     /// The user's handles: keys in first-held order, with how many.
     pub(crate) handles: Vec<(Key, u32)>,
     /// Acquire requests that were granted (a resend may be granted again).
-    granted: BTreeSet<RequestId>,
+    pub(crate) granted: BTreeSet<reprise_proto::RequestId>,
+    /// Primitive requests not answered yet, each with the future it keeps
+    /// alive until then.
+    pub(crate) open: BTreeMap<reprise_proto::RequestId, Option<Key>>,
 }
 
 impl ClientNode {
@@ -37,6 +39,7 @@ impl ClientNode {
             timer_at: None,
             handles: Vec::new(),
             granted: BTreeSet::new(),
+            open: BTreeMap::new(),
         }
     }
 
@@ -76,6 +79,7 @@ impl World<'_> {
         node.timer_at = None;
         node.handles.clear();
         node.granted.clear();
+        node.open.clear();
         self.reconnect_client(c);
     }
 
@@ -125,10 +129,25 @@ impl World<'_> {
         }
     }
 
-    /// Send the session's batches, act on its outputs, check it, re-arm.
+    /// Send the session's batches, act on its outputs and answers (which
+    /// may queue more to send), check it, re-arm.
     pub(super) fn pump_client(&mut self, c: usize) -> Result<(), Violation> {
-        self.send_client_batches(c)?;
+        loop {
+            self.send_client_batches(c)?;
+            if !self.client_outputs(c)? {
+                break;
+            }
+        }
+        self.check_client(c)?;
+        self.arm_client_timer(c);
+        Ok(())
+    }
+
+    /// Act on the session's outputs and primitive answers; whether there were any.
+    fn client_outputs(&mut self, c: usize) -> Result<bool, Violation> {
+        let mut any = false;
         while let Some(output) = self.clients[c].session.as_mut().and_then(|s| s.poll_output()) {
+            any = true;
             match output {
                 Output::ConnectionLost => {
                     if let Some(gen) = self.clients[c].link.take() {
@@ -149,34 +168,10 @@ impl World<'_> {
             }
         }
         while let Some((req, result)) = self.clients[c].session.as_mut().and_then(|s| s.poll_primitive_reply()) {
+            any = true;
             self.primitive_reply(c, req, result)?;
         }
-        self.check_client(c)?;
-        self.arm_client_timer(c);
-        Ok(())
-    }
-
-    /// A granted lease is given back after its hold time.
-    fn primitive_reply(&mut self, c: usize, req: RequestId, result: PrimitiveResult) -> Result<(), Violation> {
-        let node = &mut self.clients[c];
-        let request = self.model.prim_requests.get(&(node.id.clone(), req)).cloned();
-        let id = node.id.clone();
-        self.trace(|| format!("{id} request #{} answered {result:?}", req.0));
-        match (request, result) {
-            (_, PrimitiveResult::Invalid { message }) => Err(Violation::new(
-                Invariant::ClientSession,
-                format!("{id}'s request #{} was refused: {message}", req.0),
-            )),
-            (Some(PrimReq::Acquire { hold_ms, .. }), PrimitiveResult::Granted) => {
-                let node = &mut self.clients[c];
-                if node.granted.insert(req) {
-                    let inc = node.incarnation;
-                    self.schedule(self.now + hold_ms, Ev::PrimRelease { c, inc, req });
-                }
-                Ok(())
-            }
-            _ => Ok(()),
-        }
+        Ok(any)
     }
 
     /// A finished key's inline value is the one its producer computes.

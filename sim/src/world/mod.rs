@@ -12,6 +12,7 @@ mod client;
 mod model;
 mod net;
 mod ops;
+mod prims;
 mod sched;
 mod worker;
 
@@ -116,6 +117,11 @@ enum Ev {
     },
     Heal {
         peer: PeerId,
+    },
+    /// Liveness: set what primitive requests still wait for; quiescence
+    /// (`emptying`): empty the primitives again.
+    Unblock {
+        emptying: bool,
     },
     /// The client gives back the lease its request `req` was granted.
     PrimRelease {
@@ -311,6 +317,7 @@ impl<'a> World<'a> {
             Ev::FetchFailed { w, inc, address, keys } => self.fetch_failed(w, inc, address, keys),
             Ev::WorkerRestart { w, inc } => self.worker_restart(w, inc),
             Ev::PrimRelease { c, inc, req } => self.prim_release(c, inc, req),
+            Ev::Unblock { emptying } => self.unblock(emptying),
             Ev::Heal { peer } => {
                 let stalled = self.net.heal(peer, self.now);
                 if !stalled.is_empty() || !self.net.is_partitioned(peer, self.now) {
@@ -342,6 +349,7 @@ impl<'a> World<'a> {
         self.phase = Phase::Liveness;
         let deadline = self.now + self.opts.liveness_ms;
         self.schedule(deadline, Ev::Deadline);
+        self.schedule(self.now + 1_000, Ev::Unblock { emptying: false });
         Ok(())
     }
 
@@ -355,6 +363,7 @@ impl<'a> World<'a> {
                 for c in 0..self.clients.len() {
                     self.release_everything(c)?;
                 }
+                self.empty_primitives(0)?;
                 let deadline = self.now + self.opts.quiescence_ms;
                 self.schedule(deadline, Ev::Deadline);
                 Ok(())
@@ -415,12 +424,15 @@ impl<'a> World<'a> {
                     let sems = s.state().semaphores().flat_map(|(n, sem)| {
                         sem.leases().iter().map(move |l| format!("semaphore {n} leased to {}#{}", l.client, l.req.0))
                     });
-                    locks.chain(sems).collect()
+                    let vars = s.state().variables().map(|(n, v)| format!("variable {n} = {v:?}"));
+                    let queues = s.state().queues().map(|(n, q)| format!("queue {n} with {} items", q.len()));
+                    let datasets = s.state().datasets().map(|(n, k)| format!("dataset {n} = {k}"));
+                    locks.chain(sems).chain(vars).chain(queues).chain(datasets).collect()
                 });
                 Err(Violation::new(
                     Invariant::Quiescence,
                     format!(
-                        "{} ms after every handle was dropped, the scheduler still has {tasks} tasks ({}) and leases [{}], and sessions {live} live keys",
+                        "{} ms after every handle was dropped, the scheduler still has {tasks} tasks ({}) and leases and primitives [{}], and sessions {live} live keys",
                         self.opts.quiescence_ms,
                         left.unwrap_or_default(),
                         leases.join(", ")
@@ -436,7 +448,9 @@ impl<'a> World<'a> {
     fn quiet(&self) -> bool {
         let sessions_empty = self.clients.iter().filter_map(|c| c.session.as_ref()).all(|s| s.n_live() == 0);
         let no_leases = |s: &reprise_scheduler::core::State| {
-            s.locks().next().is_none() && s.semaphores().all(|(_, sem)| sem.leases().is_empty())
+            s.locks().next().is_none()
+                && s.semaphores().all(|(_, sem)| sem.leases().is_empty())
+                && World::primitives_empty(s)
         };
         sessions_empty && self.sched.core.as_ref().is_some_and(|s| s.state().n_tasks() == 0 && no_leases(s.state()))
     }

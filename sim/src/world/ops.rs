@@ -1,16 +1,20 @@
 //! Carrying out the scenario's operations.
 use std::collections::BTreeMap;
 
+use reprise_client::session::KeyStatus;
 use reprise_proto::{
-    InfoRequest, Key, LeaseOn, PeerRequest, PrimitiveOp, RequestId, ScatteredItem, TaskSpec, WorkerId, INLINE_BYTES_MAX,
+    InfoRequest, Key, LeaseOn, PeerRequest, PrimitiveOp, RequestId, ScatteredItem, StoredValue, TaskSpec, WorkerId,
+    INLINE_BYTES_MAX,
 };
 
-use super::model::PrimReq;
+use super::model::{Item, PrimReq};
 use super::net::PeerId;
 use super::{Ev, World};
 use crate::funcs::{self, TaskArgs};
 use crate::invariants::Violation;
-use crate::scenario::{CrashPoint, FuncKind, Op, PeerRef, TaskDef};
+use crate::scenario::{
+    CrashPoint, DatasetAct, EventAct, FuncKind, Op, PeerRef, QueueAct, TaskDef, ValueSrc, VariableAct,
+};
 
 impl World<'_> {
     fn client_slot(&self, client: u8) -> usize {
@@ -115,6 +119,24 @@ impl World<'_> {
                 let n = name % 2;
                 self.acquire(client, LeaseOn::Semaphore(format!("sem{n}")), u64::from(n) + 1, hold_ms, timeout_ms)
             }
+            Op::Variable { client, name, act } => self.variable_op(self.client_slot(client), name, act),
+            Op::Queue { client, name, act } => self.queue_op(self.client_slot(client), name, act),
+            Op::Event { client, name, act } => {
+                let c = self.client_slot(client);
+                let name = format!("ev{}", name % 2);
+                match act {
+                    EventAct::Set => {
+                        self.request(c, PrimitiveOp::EventSet { name: name.clone() }, PrimReq::EventSet { name }, None)
+                    }
+                    EventAct::Clear => self.request(c, PrimitiveOp::EventClear { name }, PrimReq::EventOther, None),
+                    EventAct::IsSet => self.request(c, PrimitiveOp::EventIsSet { name }, PrimReq::EventOther, None),
+                    EventAct::Wait { timeout_ms } => {
+                        let op = PrimitiveOp::EventWait { name: name.clone(), timeout_ms: timeout_ms.map(u64::from) };
+                        self.request(c, op, PrimReq::EventWait { name }, None)
+                    }
+                }
+            }
+            Op::Dataset { client, name, act } => self.dataset_op(self.client_slot(client), name, act),
             Op::CrashScheduler { at, tail, down_ms } => {
                 match at {
                     CrashPoint::Now => self.crash_scheduler(tail, u64::from(down_ms), "now"),
@@ -168,6 +190,27 @@ impl World<'_> {
         }
     }
 
+    /// Send a primitive request for client `c`, remembering what it asked.
+    /// `alive` is a future the client keeps one more reference to until the
+    /// answer comes, as `set_future` and `put_future` do, so that a release
+    /// resent first after a reconnect cannot let the scheduler forget it.
+    pub(super) fn request(
+        &mut self,
+        c: usize,
+        op: PrimitiveOp,
+        request: PrimReq,
+        alive: Option<Key>,
+    ) -> Result<(), Violation> {
+        let node = &mut self.clients[c];
+        if let Some(session) = node.session.as_mut().filter(|s| !s.is_closed()) {
+            let alive = alive.filter(|key| session.add_ref(key));
+            let req = session.primitive(op);
+            node.open.insert(req, alive);
+            self.model.prim_requests.insert((node.id.clone(), req), request);
+        }
+        self.pump_client(c)
+    }
+
     /// Ask for a lease on `on`, to give back `hold_ms` after it is granted.
     fn acquire(
         &mut self,
@@ -183,18 +226,12 @@ impl World<'_> {
             LeaseOn::Lock(name) => PrimitiveOp::LockAcquire { name: name.clone(), timeout_ms },
             LeaseOn::Semaphore(name) => PrimitiveOp::SemaphoreAcquire { name: name.clone(), max_leases, timeout_ms },
         };
-        let node = &mut self.clients[c];
-        if let Some(session) = node.session.as_mut() {
-            let req = session.primitive(op);
-            let request = PrimReq::Acquire { on, max_leases, hold_ms: u64::from(hold_ms) };
-            self.model.prim_requests.insert((node.id.clone(), req), request);
-        }
-        self.pump_client(c)
+        self.request(c, op, PrimReq::Acquire { on, max_leases, hold_ms: u64::from(hold_ms) }, None)
     }
 
     /// Give back the lease of request `req`, if it is still this client's.
     pub(super) fn prim_release(&mut self, c: usize, inc: u64, req: RequestId) -> Result<(), Violation> {
-        let node = &mut self.clients[c];
+        let node = &self.clients[c];
         if node.incarnation != inc {
             return Ok(());
         }
@@ -205,11 +242,110 @@ impl World<'_> {
             LeaseOn::Lock(name) => PrimitiveOp::LockRelease { name, lease: req },
             LeaseOn::Semaphore(name) => PrimitiveOp::SemaphoreRelease { name, lease: req },
         };
-        if let Some(session) = node.session.as_mut() {
-            let release = session.primitive(op);
-            self.model.prim_requests.insert((node.id.clone(), release), PrimReq::Release);
+        self.request(c, op, PrimReq::Release, None)
+    }
+
+    /// What client `c` stores: a future it holds, or a fresh plain value
+    /// (recorded as an item of `queue` when it goes into one).
+    fn stored_value(&mut self, c: usize, src: ValueSrc, queue: Option<&str>) -> (StoredValue, Option<Key>) {
+        if let ValueSrc::Future(pick) = src {
+            if let Some(key) = self.live_future(c, pick) {
+                return (StoredValue::Future(key.clone()), Some(key));
+            }
         }
-        self.pump_client(c)
+        (self.fresh_value(queue), None)
+    }
+
+    /// A plain value never stored before, recorded as an item of `queue`
+    /// when it goes into one.
+    pub(super) fn fresh_value(&mut self, queue: Option<&str>) -> StoredValue {
+        let n = self.model.next_value;
+        self.model.next_value += 1;
+        let bytes = format!("v{n}").into_bytes();
+        if let Some(queue) = queue {
+            self.model.items.insert(bytes.clone(), Item { queue: queue.to_owned(), ..Item::default() });
+        }
+        StoredValue::Inline(bytes)
+    }
+
+    /// The future `pick` selects among client `c`'s handles, unless it is
+    /// cancelled (the client refuses to store a cancelled future).
+    fn live_future(&self, c: usize, pick: u16) -> Option<Key> {
+        let key = self.clients[c].pick(pick)?;
+        let session = self.clients[c].session.as_ref()?;
+        (session.status(&key) != Some(&KeyStatus::Cancelled)).then_some(key)
+    }
+
+    fn variable_op(&mut self, c: usize, name: u8, act: VariableAct) -> Result<(), Violation> {
+        let name = format!("var{}", name % 2);
+        match act {
+            VariableAct::Set(src) => {
+                let (value, alive) = self.stored_value(c, src, None);
+                let op = PrimitiveOp::VariableSet { name: name.clone(), value: value.clone() };
+                self.request(c, op, PrimReq::VarSet { name, value }, alive)
+            }
+            VariableAct::Get { timeout_ms } => {
+                let floor = self.model.variables.get(&name).map_or(0, |r| r.floor);
+                let op = PrimitiveOp::VariableGet { name: name.clone(), timeout_ms: timeout_ms.map(u64::from) };
+                self.request(c, op, PrimReq::VarGet { name, floor }, None)
+            }
+            VariableAct::Delete => {
+                self.request(c, PrimitiveOp::VariableDelete { name: name.clone() }, PrimReq::VarDelete { name }, None)
+            }
+        }
+    }
+
+    fn queue_op(&mut self, c: usize, name: u8, act: QueueAct) -> Result<(), Violation> {
+        let name = format!("q{}", name % 2);
+        match act {
+            QueueAct::Put { value, maxsize, timeout_ms } => {
+                let (value, alive) = self.stored_value(c, value, Some(&name));
+                let op = PrimitiveOp::QueuePut {
+                    name: name.clone(),
+                    value: value.clone(),
+                    maxsize: u64::from(maxsize),
+                    timeout_ms: timeout_ms.map(u64::from),
+                };
+                self.request(c, op, PrimReq::QueuePut { name, value, bounded: maxsize > 0 }, alive)
+            }
+            QueueAct::Get { timeout_ms } => {
+                let op = PrimitiveOp::QueueGet { name: name.clone(), timeout_ms: timeout_ms.map(u64::from) };
+                self.request(c, op, PrimReq::QueueGet { name, batch: false }, None)
+            }
+            QueueAct::GetBatch { n } => {
+                let op = PrimitiveOp::QueueGetBatch { name: name.clone(), n: u64::from(n) };
+                self.request(c, op, PrimReq::QueueGet { name, batch: true }, None)
+            }
+            QueueAct::Size => self.request(c, PrimitiveOp::QueueSize { name }, PrimReq::QueueSize, None),
+        }
+    }
+
+    fn dataset_op(&mut self, c: usize, name: u8, act: DatasetAct) -> Result<(), Violation> {
+        let name = format!("ds{}", name % 2);
+        match act {
+            DatasetAct::Publish { pick } => match self.live_future(c, pick) {
+                Some(key) => {
+                    let op = PrimitiveOp::DatasetPublish { name: name.clone(), key: key.clone() };
+                    self.request(c, op, PrimReq::DsPublish { name, key: key.clone() }, Some(key))
+                }
+                None => {
+                    self.trace(|| format!("c{c} holds no future to publish"));
+                    Ok(())
+                }
+            },
+            DatasetAct::Get => {
+                let floor = self.model.datasets.get(&name).map_or(0, |r| r.floor);
+                self.request(c, PrimitiveOp::DatasetGet { name: name.clone() }, PrimReq::DsGet { name, floor }, None)
+            }
+            DatasetAct::List => {
+                let floors = self.model.datasets.iter().map(|(n, r)| (n.clone(), r.floor)).collect();
+                self.request(c, PrimitiveOp::DatasetList, PrimReq::DsList { floors }, None)
+            }
+            DatasetAct::Unpublish => {
+                let op = PrimitiveOp::DatasetUnpublish { name: name.clone() };
+                self.request(c, op, PrimReq::DsUnpublish { name }, None)
+            }
+        }
     }
 
     /// Run `f` on the key `pick` selects among client's handles, if any.
@@ -222,7 +358,7 @@ impl World<'_> {
     }
 
     /// Drop one of the client's handles to `key`.
-    fn drop_one(&mut self, c: usize, key: &Key) {
+    pub(super) fn drop_one(&mut self, c: usize, key: &Key) {
         if self.clients[c].drop_handle(key) {
             let now = self.now;
             if let Some(s) = self.clients[c].session.as_mut() {

@@ -10,10 +10,10 @@
 use std::collections::BTreeMap;
 
 use reprise_log::{LogStore, MemLog};
-use reprise_proto::{ClientId, ClientMsg, Event, PrimitiveResult, Seq, ToClient, ToWorker, WorkerId};
+use reprise_proto::{ClientId, ClientMsg, Event, Seq, StoredValue, ToClient, ToWorker, WorkerId};
 use reprise_scheduler::core::{Config, Effect, Input, Scheduler, State};
 
-use super::checks::{check_held, held_expectations};
+use super::checks::{check_held, event_request, held_expectations};
 use super::{Ev, Inbound, World};
 use crate::invariants::{check, ensure, Invariant, Violation};
 use crate::scenario::{CrashPoint, Params, TailFate};
@@ -102,6 +102,21 @@ impl SchedNode {
     fn armed_at(&self, point: CrashPoint) -> Option<(TailFate, u64)> {
         self.armed.filter(|(at, _, _)| *at == point).map(|(_, tail, down)| (tail, down))
     }
+}
+
+/// The items of queue `name`, oldest first.
+fn queue_items(state: &State, name: &str) -> Vec<StoredValue> {
+    state.queue(name).map(|q| q.items().cloned().collect()).unwrap_or_default()
+}
+
+/// What is in `before` and not in `after` (as multisets).
+fn removed(mut before: Vec<StoredValue>, after: &[StoredValue]) -> Vec<StoredValue> {
+    for v in after {
+        if let Some(i) = before.iter().position(|b| b == v) {
+            before.remove(i);
+        }
+    }
+    before
 }
 
 /// Rebuild a state from a log: the newest snapshot, then the tail.
@@ -216,6 +231,7 @@ impl World<'_> {
         }
         for input in inputs {
             let expectations = held_expectations(core.state(), &input);
+            let event_req = event_request(core.state(), &input);
             let heard = match &input {
                 Input::Client { client, msg } => {
                     (core.state().has_client(client) || matches!(msg, ClientMsg::Hello { .. })).then(|| client.clone())
@@ -225,6 +241,7 @@ impl World<'_> {
             let decision = core.handle(input, self.now);
             check_held(core.state(), expectations)?;
             self.check_lease_expiry(&decision.events)?;
+            self.check_event_wake(event_req, &decision)?;
             if let Some(client) = heard {
                 self.model.last_heard.insert(client, self.now);
             }
@@ -285,15 +302,24 @@ impl World<'_> {
                 Violation::new(Invariant::ReplayEquivalence, format!("the durable log does not replay: {e}"))
             })?;
         for (seq, ev) in events {
+            let before = match &ev {
+                Event::QueueTaken { name, .. } => queue_items(&self.sched.replica, name),
+                _ => Vec::new(),
+            };
             self.sched.replica.apply(&ev);
-            self.model.observe_durable(&ev);
+            let taken = match &ev {
+                Event::QueueTaken { name, .. } => removed(before, &queue_items(&self.sched.replica, name)),
+                _ => Vec::new(),
+            };
+            self.model.observe_durable(&ev, &taken);
             self.sched.replica_seq = seq;
         }
         let ignored = self.sched.replica.n_ignored_events();
         ensure(Invariant::ReplayEquivalence, ignored == 0, || {
             format!("{ignored} logged events did not fit the state they met on replay")
         })?;
-        self.check_ledger(Invariant::ReferencedKept, "the durable state")
+        self.check_ledger(Invariant::ReferencedKept, "the durable state")?;
+        self.check_queues("the durable state")
     }
 
     fn maybe_snapshot(&mut self) -> Result<(), Violation> {
@@ -328,9 +354,7 @@ impl World<'_> {
                 Effect::ToClient { client, msg } => {
                     match &msg {
                         ToClient::Acked { keys } => self.record_acks(&client, keys)?,
-                        ToClient::PrimitiveReply { req, result: PrimitiveResult::Granted } => {
-                            self.record_grant(&client, *req)?
-                        }
+                        ToClient::PrimitiveReply { req, result } => self.record_prim_reply(&client, *req, result)?,
                         _ => {}
                     }
                     to_clients.entry(client).or_default().push(msg);
@@ -381,6 +405,8 @@ impl World<'_> {
         self.sched.timer_at = None;
         self.sched.client_routes.clear();
         self.sched.worker_routes.clear();
+        // Waiters are volatile: the clients send their waits again.
+        self.model.event_waiters.clear();
         self.stats.scheduler_crashes += 1;
         let fate = if unflushed { format!("unflushed tail {tail:?}") } else { "nothing unflushed".to_owned() };
         self.trace(|| format!("!! scheduler crashes {when} ({fate}); back in {down_ms} ms"));
@@ -413,6 +439,7 @@ impl World<'_> {
             "the recovered state is not the state at the last flush".to_owned()
         })?;
         self.check_ledger(Invariant::AckedDurable, "the state recovered after a crash")?;
+        self.check_queues("the state recovered after a crash")?;
         let n_tasks = recovered.n_tasks();
         for client in recovered.clients() {
             self.model.last_heard.insert(client.clone(), self.now);

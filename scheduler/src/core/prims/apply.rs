@@ -2,7 +2,7 @@
 //! event that does not fit the state changes nothing and returns `false`.
 use reprise_proto::{ClientId, Event, Key, LeaseOn, OpId, StoredValue};
 
-use super::state::{Done, QueueState, SemaphoreState, RECENT_OPS_PER_CLIENT_MAX};
+use super::state::{Done, QueueState, SemaphoreState, RECENT_OPS_PER_CLIENT_MAX, REMOVED_CLIENTS_REMEMBERED};
 use crate::core::State;
 
 impl State {
@@ -84,10 +84,24 @@ impl State {
         }
     }
 
-    /// A client left: forget what it did recently and drop whatever leases
-    /// it still held (the core releases them with events first).
+    /// A client left: drop whatever leases it still held (the core releases
+    /// them with events first). What it did recently is kept for a while:
+    /// a client removed while it was cut off comes back under the same id
+    /// and resends what it never heard answered, which must not act twice.
     pub(crate) fn primitives_client_removed(&mut self, client: &ClientId) {
-        self.prims.recent.remove(client);
+        let removed = &mut self.prims.removed;
+        removed.retain(|c| c != client);
+        if self.prims.recent.contains_key(client) {
+            removed.push_back(client.clone());
+        }
+        while removed.len() > REMOVED_CLIENTS_REMEMBERED {
+            if let Some(old) = removed.pop_front() {
+                // One that came back keeps its requests as a known client.
+                if !self.clients.contains_key(&old) {
+                    self.prims.recent.remove(&old);
+                }
+            }
+        }
         self.prims.locks.retain(|_, lease| &lease.client != client);
         for s in self.prims.semaphores.values_mut() {
             s.leases.retain(|lease| &lease.client != client);

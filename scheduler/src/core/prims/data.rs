@@ -36,7 +36,7 @@ impl Scheduler {
             let v = self.hand_out(cx, &me.client, &value);
             reply(cx, &me, PrimitiveResult::Values(vec![v]));
         } else if due(deadline, now) {
-            reply(cx, &me, PrimitiveResult::Timeout);
+            self.time_out(cx, &me, PrimitiveResult::Timeout);
         } else {
             self.waiters.push(me, Waiting { on: WaitOn::Variable(name), deadline, payload: Payload::Nothing });
         }
@@ -73,7 +73,7 @@ impl Scheduler {
             reply(cx, &me, PrimitiveResult::Done);
             self.serve_queue(cx, &name);
         } else if due(deadline, now) {
-            reply(cx, &me, PrimitiveResult::Timeout);
+            self.time_out(cx, &me, PrimitiveResult::Timeout);
         } else {
             self.waiters.push(me, Waiting { on: line, deadline, payload: Payload::Put { value, maxsize } });
         }
@@ -86,7 +86,7 @@ impl Scheduler {
             reply(cx, &me, PrimitiveResult::Values(values));
             self.serve_queue(cx, &name);
         } else if due(deadline, now) {
-            reply(cx, &me, PrimitiveResult::Timeout);
+            self.time_out(cx, &me, PrimitiveResult::Timeout);
         } else {
             self.waiters.push(me, Waiting { on: WaitOn::QueueGet(name), deadline, payload: Payload::Nothing });
         }

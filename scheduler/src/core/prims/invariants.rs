@@ -33,8 +33,11 @@ impl State {
             }
         }
         for client in p.recent.keys() {
-            ensure(self.clients.contains_key(client), || format!("recent requests of unknown client {client}"))?;
+            let kept = self.clients.contains_key(client) || p.removed.contains(client);
+            ensure(kept, || format!("recent requests of client {client}, neither known nor recently removed"))?;
         }
+        let n_removed = p.removed.len();
+        ensure(n_removed <= super::state::REMOVED_CLIENTS_REMEMBERED, || format!("{n_removed} removed clients remembered"))?;
         let held = |holder: Holder, value: &StoredValue| match value.key() {
             Some(key) => ensure(self.tasks.get(key).is_some_and(|t| t.holders.contains(&holder)), || {
                 format!("{holder:?} refers to {key}, which is not live or not held by it")

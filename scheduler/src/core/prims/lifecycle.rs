@@ -3,7 +3,6 @@
 //! force-cancelled future leaves the primitives that held it.
 use reprise_proto::{ClientId, Event, Holder, Key, LeaseOn, OpId, PrimitiveResult, StoredValue};
 
-use super::reply;
 use super::waiters::WaitOn;
 use crate::core::scheduler::{Cx, Scheduler};
 use crate::core::Millis;
@@ -19,7 +18,7 @@ impl Scheduler {
                     WaitOn::Event(_) => PrimitiveResult::Bool(false),
                     _ => PrimitiveResult::Timeout,
                 };
-                reply(cx, &op, result);
+                self.time_out(cx, &op, result);
                 self.waiter_left(cx, &waiting.on);
             }
         }

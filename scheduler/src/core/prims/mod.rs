@@ -14,12 +14,16 @@
 //!   effect, sent once the batch holding its events is durable.
 //! - A request is named by [`OpId`] (client, request id). A lease is the
 //!   request that took it. A resend of a request that completed recently
-//!   (see [`RECENT_OPS_PER_CLIENT_MAX`]) gets its first answer again; a
+//!   (see [`RECENT_OPS_PER_CLIENT_MAX`]) gets its first answer again, also
+//!   from a client removed and back under the same id (see
+//!   [`REMOVED_CLIENTS_REMEMBERED`]); a
 //!   resend of a blocked request keeps its place in line; a resend of an
 //!   acquire whose lease is live is answered `Granted` again.
 //! - Waits are FIFO per primitive. A waiter's deadline is the arrival time
 //!   plus its timeout; at the deadline (on `Tick`) it gets `Timeout`
-//!   (`Bool(false)` for an event wait). A waiter whose client leaves is
+//!   (`Bool(false)` for an event wait). A resend of a request that timed out
+//!   recently (it crossed the answer) gets the same answer, so that it never
+//!   acts after its client was told it did not. A waiter whose client leaves is
 //!   dropped without an answer.
 //! - A lease expires (`LeaseExpired`) when its client has not been heard
 //!   from for `lease_timeout_ms`; a client that leaves releases its leases
@@ -44,7 +48,7 @@ use reprise_proto::{
     StoredValue, ToClient, PRIMITIVE_VALUE_BYTES_MAX,
 };
 
-pub use state::{Done, Primitives, QueueState, SemaphoreState, RECENT_OPS_PER_CLIENT_MAX};
+pub use state::{Done, Primitives, QueueState, SemaphoreState, RECENT_OPS_PER_CLIENT_MAX, REMOVED_CLIENTS_REMEMBERED};
 
 use super::scheduler::{Cx, Scheduler};
 use super::state::TaskState;
@@ -62,10 +66,24 @@ impl Scheduler {
         if self.waiters.contains(&me) {
             return;
         }
+        // A resend that crossed its `Timeout` answer times out again: the
+        // client was told it did not happen.
+        if self.waiters.has_timed_out(&me) {
+            let result = match op {
+                PrimitiveOp::EventWait { .. } => PrimitiveResult::Bool(false),
+                _ => PrimitiveResult::Timeout,
+            };
+            reply(cx, &me, result);
+            return;
+        }
         if let Some(done) = self.state.recent_op(&me).cloned() {
+            // The futures a take handed out are wanted again: the client may
+            // have been removed (and its wants released) since.
             let result = match done {
                 state::Done::Changed => PrimitiveResult::Done,
-                state::Done::Took(values) => PrimitiveResult::Values(values.iter().map(|v| self.reply_value(v)).collect()),
+                state::Done::Took(values) => {
+                    PrimitiveResult::Values(values.iter().map(|v| self.hand_out(cx, client, v)).collect())
+                }
             };
             reply(cx, &me, result);
             return;
@@ -167,7 +185,19 @@ impl Scheduler {
     }
 }
 
+impl Scheduler {
+    /// Answer request `op` `Timeout` (`Bool(false)` for an event wait), and
+    /// remember that it timed out.
+    pub(crate) fn time_out(&mut self, cx: &mut Cx, op: &OpId, result: PrimitiveResult) {
+        self.waiters.timed_out(op);
+        reply(cx, op, result);
+    }
+}
+
 /// Answer request `op`.
 pub(crate) fn reply(cx: &mut Cx, op: &OpId, result: PrimitiveResult) {
     cx.send_client(&op.client, ToClient::PrimitiveReply { req: op.req, result });
 }
+
+#[cfg(test)]
+mod tests;

@@ -11,6 +11,11 @@ use crate::core::State;
 /// ones are forgotten first (request ids grow).
 pub const RECENT_OPS_PER_CLIENT_MAX: usize = 64;
 
+/// How many removed clients' recent requests are still remembered: a client
+/// removed while it was cut off comes back under the same id and resends
+/// what it never heard answered. The longest-removed are forgotten first.
+pub const REMOVED_CLIENTS_REMEMBERED: usize = 1_024;
+
 /// One queue's items, oldest first, each with its number.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct QueueState {
@@ -81,8 +86,12 @@ pub struct Primitives {
     /// The events that are set (a cleared event is simply absent).
     pub(crate) set_events: BTreeSet<String>,
     pub(crate) datasets: BTreeMap<String, Key>,
-    /// Recently completed requests per client (see [`RECENT_OPS_PER_CLIENT_MAX`]).
+    /// Recently completed requests per client (see [`RECENT_OPS_PER_CLIENT_MAX`]),
+    /// removed clients' included (see [`REMOVED_CLIENTS_REMEMBERED`]).
     pub(crate) recent: BTreeMap<ClientId, BTreeMap<RequestId, Done>>,
+    /// Removed clients whose recent requests are kept, longest-removed first.
+    #[serde(default)]
+    pub(crate) removed: VecDeque<ClientId>,
 }
 
 impl Primitives {

@@ -16,7 +16,7 @@ impl Scheduler {
                 self.emit(cx, Event::LockAcquired { lock: name, lease: me.clone() });
                 reply(cx, &me, PrimitiveResult::Granted);
             }
-            Some(_) if due(deadline, now) => reply(cx, &me, PrimitiveResult::Timeout),
+            Some(_) if due(deadline, now) => self.time_out(cx, &me, PrimitiveResult::Timeout),
             Some(_) => self.waiters.push(me, Waiting { on: WaitOn::Lock(name), deadline, payload: Payload::Nothing }),
         }
     }
@@ -71,7 +71,7 @@ impl Scheduler {
             self.emit(cx, Event::LeaseGranted { semaphore: name, lease: me.clone() });
             reply(cx, &me, PrimitiveResult::Granted);
         } else if due(deadline, now) {
-            reply(cx, &me, PrimitiveResult::Timeout);
+            self.time_out(cx, &me, PrimitiveResult::Timeout);
         } else {
             self.waiters.push(me, Waiting { on: line, deadline, payload: Payload::Nothing });
         }
@@ -155,7 +155,7 @@ impl Scheduler {
         if self.state.event_is_set(&name) {
             reply(cx, &me, PrimitiveResult::Bool(true));
         } else if due(deadline, now) {
-            reply(cx, &me, PrimitiveResult::Bool(false));
+            self.time_out(cx, &me, PrimitiveResult::Bool(false));
         } else {
             self.waiters.push(me, Waiting { on: WaitOn::Event(name), deadline, payload: Payload::Nothing });
         }

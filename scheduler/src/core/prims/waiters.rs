@@ -35,17 +35,42 @@ pub(crate) struct Waiting {
     pub(crate) payload: Payload,
 }
 
-/// Every blocked request, by request and by primitive.
+/// How many requests answered `Timeout` are remembered (the oldest are
+/// forgotten first), so that a resend that crossed the answer times out
+/// again instead of acting after the client was told it did not.
+pub(crate) const TIMED_OUT_MAX: usize = 4_096;
+
+/// Every blocked request, by request and by primitive, and the requests
+/// that recently timed out.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Waiters {
     lines: BTreeMap<WaitOn, VecDeque<OpId>>,
     waiting: BTreeMap<OpId, Waiting>,
     deadlines: BTreeSet<(Millis, OpId)>,
+    timed_out: BTreeSet<OpId>,
+    timed_out_order: VecDeque<OpId>,
 }
 
 impl Waiters {
     pub(crate) fn contains(&self, op: &OpId) -> bool {
         self.waiting.contains_key(op)
+    }
+
+    /// The request was answered `Timeout`.
+    pub(crate) fn timed_out(&mut self, op: &OpId) {
+        if self.timed_out.insert(op.clone()) {
+            self.timed_out_order.push_back(op.clone());
+        }
+        while self.timed_out_order.len() > TIMED_OUT_MAX {
+            if let Some(old) = self.timed_out_order.pop_front() {
+                self.timed_out.remove(&old);
+            }
+        }
+    }
+
+    /// Whether the request was answered `Timeout` recently.
+    pub(crate) fn has_timed_out(&self, op: &OpId) -> bool {
+        self.timed_out.contains(op)
     }
 
     /// Join the end of the line for `waiting.on`.
@@ -132,6 +157,12 @@ impl Waiters {
         let n_deadlines = self.waiting.values().filter(|w| w.deadline.is_some()).count();
         if n_deadlines != self.deadlines.len() {
             return Err("waiter deadlines disagree with the waiting requests".to_owned());
+        }
+        if self.timed_out.len() != self.timed_out_order.len() || self.timed_out.len() > TIMED_OUT_MAX {
+            return Err("the timed-out requests disagree with their order".to_owned());
+        }
+        if let Some(op) = self.waiting.keys().find(|op| self.timed_out.contains(*op)) {
+            return Err(format!("{}#{} waits although it timed out", op.client, op.req.0));
         }
         Ok(())
     }
