@@ -342,15 +342,33 @@ fn next_seq(last: Seq) -> Result<Seq, LogError> {
     last.0.checked_add(1).map(Seq).ok_or(LogError::SeqExhausted { last })
 }
 
+/// How long an open waits for sled's own lock on `db` (see [`open_db`]).
+const SLED_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Open sled in `sled_dir`. sled's I/O threads can hold its flock on `db`
+/// for a moment after the last handle of a database was dropped; since the
+/// caller holds the data dir's lock (or a private copy), no other log can
+/// have it open, so a conflict is waited out for up to [`SLED_LOCK_WAIT`].
+/// After that it is reported as [`LogError::InUse`]: a process that does not
+/// take our lock file has sled open.
 fn open_db(data_dir: &Path, sled_dir: &Path, cache_capacity_bytes: u64) -> Result<Db, LogError> {
-    sled::Config::new().path(sled_dir).cache_capacity(cache_capacity_bytes).open().map_err(|e| match e {
-        // sled's own flock on `db`; normally our lock file reports the
-        // conflict first, this covers a process that does not take it.
-        sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
-            LogError::InUse { dir: data_dir.to_path_buf() }
+    let started = std::time::Instant::now();
+    loop {
+        match sled::Config::new().path(sled_dir).cache_capacity(cache_capacity_bytes).open() {
+            Ok(db) => return Ok(db),
+            Err(sled::Error::Io(io)) if is_sled_lock_conflict(&io) => {
+                if started.elapsed() > SLED_LOCK_WAIT {
+                    return Err(LogError::InUse { dir: data_dir.to_path_buf() });
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(other) => return Err(LogError::Sled(other)),
         }
-        other => LogError::Sled(other),
-    })
+    }
+}
+
+fn is_sled_lock_conflict(io: &std::io::Error) -> bool {
+    io.to_string().contains("could not acquire lock")
 }
 
 /// The records of `log` from `start` on, keys decoded.

@@ -1,7 +1,7 @@
 //! SledLog: torn tails are cut, any other damage fails loudly and deletes nothing.
 mod common;
 
-use common::{encode_record, events, fast, numbered, raw_records, replayed, rewrite_record, sled_dir};
+use common::{encode_record, events, fast, numbered, open_sled, raw_records, replayed, rewrite_record};
 use reprise_log::{layout, LogError, LogStore, Seq, SledLog};
 use reprise_proto::EVENT_SCHEMA_VERSION;
 
@@ -85,7 +85,7 @@ fn missing_record_fails_open_as_a_gap() {
     let dir = tempfile::tempdir().unwrap();
     three_records(dir.path());
     {
-        let db = sled::open(sled_dir(dir.path())).unwrap();
+        let db = open_sled(dir.path());
         db.open_tree(layout::log_tree_name(0)).unwrap().remove(4u64.to_be_bytes()).unwrap();
         db.flush().unwrap();
     }
@@ -103,7 +103,7 @@ fn corrupt_snapshot_fails_open_naming_its_seq() {
         log.write_snapshot(Seq(5), b"the state").unwrap();
     }
     {
-        let db = sled::open(sled_dir(dir.path())).unwrap();
+        let db = open_sled(dir.path());
         let meta = db.open_tree(layout::META_TREE).unwrap();
         let mut snap = meta.get(layout::META_SNAPSHOT).unwrap().unwrap().to_vec();
         let last = snap.len() - 1;
@@ -123,7 +123,7 @@ fn stale_generation_left_by_a_crash_is_dropped_at_open() {
     {
         // As if a crash hit a snapshot after it filled log.1 but before the
         // meta batch that switches to it became durable.
-        let db = sled::open(sled_dir(dir.path())).unwrap();
+        let db = open_sled(dir.path());
         let next = db.open_tree(layout::log_tree_name(1)).unwrap();
         next.insert(10u64.to_be_bytes(), encode_record(EVENT_SCHEMA_VERSION, 10, &events(9, 1))).unwrap();
         db.flush().unwrap();
@@ -137,7 +137,7 @@ fn stale_generation_left_by_a_crash_is_dropped_at_open() {
     let log = SledLog::open(dir.path(), fast()).unwrap();
     assert_eq!(replayed(&log, Seq(9)), numbered(10, events(9, 1)));
     drop(log);
-    let db = sled::open(sled_dir(dir.path())).unwrap();
+    let db = open_sled(dir.path());
     let names: Vec<_> = db.tree_names().into_iter().filter(|n| n.starts_with(b"log.")).collect();
     assert_eq!(names, vec![sled::IVec::from(b"log.1")]);
 }

@@ -8,9 +8,24 @@ use reprise::Future;
 use reprise_log::layout;
 use reprise_tests::{connect, reprise_bin, start_scheduler_async, start_workers_async, within, Proc, START_TIMEOUT};
 
+/// sled itself on the data dir, to read and damage records. sled's I/O
+/// threads may hold its lock for a moment after a `SledLog` was dropped.
+fn open_sled(data_dir: &Path) -> anyhow::Result<sled::Db> {
+    let started = std::time::Instant::now();
+    loop {
+        match sled::open(data_dir.join(layout::SLED_DIR)) {
+            Ok(db) => return Ok(db),
+            Err(_) if started.elapsed() < std::time::Duration::from_secs(5) => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 /// Every record of the log's current generation: (first seq, bytes).
 fn records(data_dir: &Path) -> anyhow::Result<Vec<(u64, Vec<u8>)>> {
-    let db = sled::open(data_dir.join(layout::SLED_DIR))?;
+    let db = open_sled(data_dir)?;
     let generation = match db.open_tree(layout::META_TREE)?.get(layout::META_GENERATION)? {
         Some(v) => u64::from_be_bytes(v.as_ref().try_into().context("generation is not 8 bytes")?),
         None => 0,
@@ -37,7 +52,7 @@ fn damage_a_middle_record(data_dir: &Path) -> anyhow::Result<u64> {
     let (seq, mut value) = recs[recs.len() / 2].clone();
     let last = value.len() - 1;
     value[last] ^= 0x5a;
-    let db = sled::open(data_dir.join(layout::SLED_DIR))?;
+    let db = open_sled(data_dir)?;
     let generation = match db.open_tree(layout::META_TREE)?.get(layout::META_GENERATION)? {
         Some(v) => u64::from_be_bytes(v.as_ref().try_into().context("generation is not 8 bytes")?),
         None => 0,

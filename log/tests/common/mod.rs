@@ -60,7 +60,7 @@ pub fn dir_contents(dir: &Path) -> BTreeMap<PathBuf, (Vec<u8>, std::time::System
 
 /// The raw records of generation `generation`, read with sled directly.
 pub fn raw_records(dir: &Path, generation: u64) -> Vec<(u64, Vec<u8>)> {
-    let db = sled::open(sled_dir(dir)).unwrap();
+    let db = open_sled(dir);
     let tree = db.open_tree(reprise_log::layout::log_tree_name(generation)).unwrap();
     let out = tree
         .iter()
@@ -76,7 +76,7 @@ pub fn raw_records(dir: &Path, generation: u64) -> Vec<(u64, Vec<u8>)> {
 
 /// Let `f` rewrite the raw record stored at `key`, with sled directly.
 pub fn rewrite_record(dir: &Path, generation: u64, key: u64, f: impl FnOnce(&mut Vec<u8>)) {
-    let db = sled::open(sled_dir(dir)).unwrap();
+    let db = open_sled(dir);
     let tree = db.open_tree(reprise_log::layout::log_tree_name(generation)).unwrap();
     let mut value = tree.get(key.to_be_bytes()).unwrap().expect("record exists").to_vec();
     f(&mut value);
@@ -97,4 +97,20 @@ pub fn encode_record(version: u16, first: u64, events: &[Event]) -> Vec<u8> {
     value.extend_from_slice(&hasher.finalize().to_be_bytes());
     value.extend_from_slice(&payload);
     value
+}
+
+/// sled itself on a data dir's log, to damage it. sled's I/O threads may
+/// hold its lock for a moment after a `SledLog` was dropped: retry.
+pub fn open_sled(dir: &Path) -> sled::Db {
+    let started = std::time::Instant::now();
+    loop {
+        match sled::open(sled_dir(dir)) {
+            Ok(db) => return db,
+            Err(e) if started.elapsed() < std::time::Duration::from_secs(5) => {
+                let _ = e;
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(e) => panic!("cannot open sled in {}: {e}", dir.display()),
+        }
+    }
 }
