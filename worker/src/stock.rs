@@ -13,6 +13,9 @@
 //! | `echo` | `(any) -> the same value` |
 //! | `bytes` | `(u64 n) -> n zero bytes`, as a CBOR byte string |
 //!
+//! And one actor, [`Counter`], which callers register themselves
+//! (`.actor::<Counter>("Counter")`).
+//!
 //! ```
 //! let builder = reprise_worker::stock::register(reprise_worker::Worker::builder());
 //! # drop(builder);
@@ -22,7 +25,7 @@ use std::time::Duration;
 
 use serde_bytes::ByteBuf;
 
-use crate::WorkerBuilder;
+use crate::{Actor, Methods, WorkerBuilder};
 
 /// Register every stock function on `builder`.
 pub fn register(builder: WorkerBuilder) -> WorkerBuilder {
@@ -112,5 +115,27 @@ mod tests {
     fn bytes_result_encodes_as_a_cbor_byte_string() {
         let encoded = reprise_proto::encode(&bytes(2).unwrap()).unwrap();
         assert_eq!(encoded, vec![0x42, 0, 0]);
+    }
+}
+
+/// Dask's counter actor: `increment()` adds one and returns the count,
+/// `value()` returns it.
+#[derive(Debug, Default)]
+pub struct Counter {
+    n: u64,
+}
+
+impl Actor for Counter {
+    type Args = ();
+    fn new((): ()) -> Result<Self, String> {
+        Ok(Counter::default())
+    }
+    fn methods(methods: &mut Methods<Self>) {
+        methods
+            .method("increment", |c: &mut Counter| {
+                c.n += 1;
+                c.n
+            })
+            .method("value", |c: &mut Counter| c.n);
     }
 }

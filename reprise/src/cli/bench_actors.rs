@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context};
-use reprise::worker::{stock, Actor, Methods, Worker};
+use reprise::worker::stock::{self, Counter};
+use reprise::worker::Worker;
 use reprise::{Client, Future};
 use reprise_scheduler::service::{self, SchedulerConfig};
 
@@ -29,25 +30,6 @@ pub struct Args {
     /// The scheduler's data dir (default: a fresh temporary directory).
     #[arg(long)]
     data_dir: Option<PathBuf>,
-}
-
-/// The benchmark's actor: a counter.
-#[derive(Default)]
-struct Counter {
-    n: u64,
-}
-
-impl Actor for Counter {
-    type Args = ();
-    fn new((): ()) -> Result<Self, String> {
-        Ok(Counter::default())
-    }
-    fn methods(methods: &mut Methods<Self>) {
-        methods.method("increment", |c: &mut Counter| {
-            c.n += 1;
-            c.n
-        });
-    }
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {

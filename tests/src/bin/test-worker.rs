@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use reprise::worker::{stock, Actor, Methods, TaskContext, Worker};
+use reprise::worker::stock::{self, Counter};
+use reprise::worker::{Actor, Methods, TaskContext, Worker};
 
 #[derive(Parser, Debug)]
 #[command(about = "Reprise's stock worker plus the end-to-end tests' functions")]
@@ -110,27 +111,6 @@ fn monitor(ctx: &TaskContext, queue: String, n: i64) -> reprise::Result<i64> {
 /// The worker's name, for `run`.
 fn worker_name(ctx: &TaskContext) -> Option<String> {
     ctx.worker_id().map(ToString::to_string)
-}
-
-/// Dask's counter actor.
-#[derive(Default)]
-struct Counter {
-    n: u64,
-}
-
-impl Actor for Counter {
-    type Args = ();
-    fn new((): ()) -> Result<Self, String> {
-        Ok(Counter::default())
-    }
-    fn methods(methods: &mut Methods<Self>) {
-        methods
-            .method("increment", |c: &mut Counter| {
-                c.n += 1;
-                c.n
-            })
-            .method("value", |c: &mut Counter| c.n);
-    }
 }
 
 /// The parameter server of Dask's actor docs: named arrays, `put` and `get`.
