@@ -181,6 +181,9 @@ impl Scheduler {
         let wanted = self.state.task(key).is_some_and(|t| t.wanted_by().contains(client));
         if !wanted && self.state.task(key).is_some() && self.state.has_client(client) {
             self.emit(cx, Event::ClientWants { client: client.clone(), key: key.clone() });
+            // A resend of a take may hand out a key released since the first
+            // answer: wanted again, it is recomputed, as a submit of it would be.
+            self.revive_if_wanted(cx, key);
         }
     }
 }
